@@ -1,0 +1,1 @@
+"""The whisperstream event contract: Avro schemas, event dataclasses and the codec."""
