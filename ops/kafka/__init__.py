@@ -1,0 +1,1 @@
+"""Kafka topic specs, replay, backfill and DLQ redrive."""

@@ -1,0 +1,1 @@
+"""The aiohttp API: uploads, job status, results and administration."""

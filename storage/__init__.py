@@ -1,0 +1,1 @@
+"""S3 access through the minio client."""

@@ -1,0 +1,1 @@
+"""Faust agents that run Whisper on transcription requests."""

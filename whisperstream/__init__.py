@@ -1,0 +1,1 @@
+"""whisperstream: a self-hosted, Kafka-native speech transcription service."""

@@ -1,0 +1,1 @@
+"""The `whisperstream` command line."""

@@ -1,0 +1,59 @@
+"""The root of the `whisperstream` command: `main() -> int`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from whisperstream.cli import stack_cmds, topics_cmds
+from whisperstream.cli.common import err_console, settings_for
+from whisperstream.cli.up_cmd import up
+from whisperstream.errors import WhisperstreamError
+from whisperstream.logs import configure_logging
+
+app = typer.Typer(
+    help="whisperstream: Kafka-native speech transcription.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(stack_cmds.app, name="stack")
+app.add_typer(topics_cmds.app, name="topics")
+app.command(name="up")(up)
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API in the foreground."""
+    from producer_api.main import run_api  # noqa: PLC0415 - the API's imports are its own
+
+    settings = settings_for()
+    configure_logging(settings.log_level)
+    run_api(settings)
+
+
+def main() -> int:
+    try:
+        app(standalone_mode=False)
+    except WhisperstreamError as exc:
+        err_console.print(f"error: {exc}", highlight=False, markup=False)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:  # click's usage errors carry their own message
+        import click  # noqa: PLC0415
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

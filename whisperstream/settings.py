@@ -1,0 +1,175 @@
+"""One frozen settings object, read from the environment once per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from whisperstream.errors import SettingsError
+
+Engine = Literal["faster-whisper", "openai-whisper"]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _default_state_dir() -> Path:
+    return Path(platformdirs.user_data_dir("whisperstream"))
+
+
+class Settings(BaseSettings):
+    """Every knob of every service; env names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, extra="ignore")
+
+    # connections
+    database_url: str | None = Field(
+        default=None,
+        description="Postgres URL; unset means the embedded Postgres of the local stack",
+    )
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_access_key: str = "whisperstream"
+    s3_secret_key: SecretStr = SecretStr("whisperstream-secret")
+    s3_region: str = "us-east-1"
+    schema_registry_url: str | None = None
+
+    # buckets
+    audio_bucket: str = "audio"
+    results_bucket: str = "results"
+    broker_bucket: str = "tansu"
+
+    # topics
+    topic_requests_high: str = "transcription.requests.high"
+    topic_requests_normal: str = "transcription.requests.normal"
+    topic_requests_retry: str = "transcription.requests.retry"
+    topic_control: str = "transcription.control"
+    topic_status: str = "transcription.status"
+    topic_dlq: str = "transcription.dlq"
+    topic_workers: str = "transcription.workers"
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+
+    # whisper and the model pool
+    whisper_engine: Engine = "faster-whisper"
+    whisper_model_size: str = Field(default="tiny.en", min_length=1)
+    whisper_model_dir: Path | None = None
+    model_pool_size: int = Field(default=1, ge=0, le=64)
+    model_pool_max_size: int = Field(default=2, ge=1, le=64)
+    model_pool_max_memory_mb: int | None = Field(default=None, ge=64)
+    worker_concurrency: int = Field(default=1, ge=1, le=256)
+
+    # API
+    max_upload_size_mb: int = Field(default=500, ge=1, le=1_048_576)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    whisperstream_admin_key: SecretStr | None = None
+
+    # the embedded local stack
+    whisperstream_state_dir: Path = Field(default_factory=_default_state_dir)
+    stack_postgres_port: int = Field(default=54329, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            _split_host_port(server.strip())
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint_is_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an http:// or https:// URL with a host, e.g. http://127.0.0.1:8333")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme.split("+")[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("a postgresql:// URL, e.g. postgresql://user:pw@127.0.0.1:5432/db")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_fits(self) -> Settings:
+        if self.model_pool_size > self.model_pool_max_size:
+            raise ValueError(
+                f"MODEL_POOL_SIZE ({self.model_pool_size}) must not exceed "
+                f"MODEL_POOL_MAX_SIZE ({self.model_pool_max_size})"
+            )
+        return self
+
+    # derived values -------------------------------------------------------------
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        """The first bootstrap server, where the local stack runs its broker."""
+        return _split_host_port(self.kafka_bootstrap_servers.split(",")[0].strip())
+
+    @property
+    def s3_host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.s3_endpoint)
+        default = 443 if parts.scheme == "https" else 80
+        return parts.hostname or "127.0.0.1", parts.port or default
+
+    @property
+    def s3_secure(self) -> bool:
+        return urlsplit(self.s3_endpoint).scheme == "https"
+
+    @property
+    def effective_database_url(self) -> str:
+        """`DATABASE_URL`, or the embedded Postgres the local stack runs."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"postgresql://postgres@127.0.0.1:{self.stack_postgres_port}/whisperstream"
+
+    @property
+    def request_topics(self) -> tuple[str, str, str]:
+        return self.topic_requests_high, self.topic_requests_normal, self.topic_requests_retry
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return (
+            *self.request_topics,
+            self.topic_control,
+            self.topic_status,
+            self.topic_dlq,
+            self.topic_workers,
+        )
+
+
+def _split_host_port(server: str) -> tuple[str, int]:
+    host, sep, port = server.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"host:port pairs separated by commas, got {server!r}")
+    return host.strip("[]"), int(port)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation failure into one readable SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        received = error.get("input")
+        shown = "" if isinstance(received, dict) else f" (got {received!r})"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}{shown}: {message}")
+    return "\n".join(lines)
+
+
+def is_loopback(host: str | None) -> bool:
+    return host in LOOPBACK_HOSTS

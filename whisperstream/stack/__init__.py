@@ -1,0 +1,1 @@
+"""The embedded local stack: Tansu, SeaweedFS and Postgres on loopback."""
