@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import fastavro
+from fastavro.validation import ValidationError
 
 from schemas._convert import FromDict, ToDict, build_from_dict, build_to_dict
 from schemas.errors import (
@@ -162,8 +163,9 @@ class EventCodec:
         spec = self._spec_of(event)
         out = io.StringIO()
         try:
-            fastavro.json_writer(out, spec.current.parsed, [spec.to_dict(event)])
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # Unlike the binary writer, the JSON writer checks no types unless asked to.
+            fastavro.json_writer(out, spec.current.parsed, [spec.to_dict(event)], validator=True)
+        except (ValueError, TypeError, KeyError, AttributeError, ValidationError) as exc:
             raise EventEncodingError(f"cannot encode {type(event).__name__}: {exc}") from exc
         return out.getvalue().strip().encode("utf-8")
 
