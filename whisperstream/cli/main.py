@@ -34,7 +34,7 @@ def api() -> None:
 
 def main() -> int:
     try:
-        app(standalone_mode=False)
+        exit_code = app(standalone_mode=False)
     except WhisperstreamError as exc:
         err_console.print(f"error: {exc}", highlight=False, markup=False)
         return 2
@@ -52,7 +52,7 @@ def main() -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return exit_code if isinstance(exit_code, int) else 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from whisperstream.errors import StackError
 from whisperstream.stack.binaries import postgres_bin_dir
-from whisperstream.stack.processes import ManagedProcess, launch
+from whisperstream.stack.processes import ManagedProcess, as_user, launch
 from whisperstream.stack.readiness import plain_postgres_url
 
 # Postgres refuses to run as root; as root we run it as this system user.
@@ -92,7 +92,7 @@ def _initdb(data_dir: Path, target: PostgresTarget, user: str | None) -> None:
         ],
         capture_output=True,
         text=True,
-        user=user,
+        **as_user(user),
         check=False,
     )
     if result.returncode != 0:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -66,8 +68,8 @@ def launch(
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
-                user=user,
                 start_new_session=True,
+                **as_user(user),
             )
         except OSError as exc:
             raise StackError(f"cannot start {name} ({argv[0]}): {exc}") from exc
@@ -77,6 +79,18 @@ def launch(
     except psutil.NoSuchProcess as exc:
         raise StackError(f"{name} exited at once; see {log_path}") from exc
     return ManagedProcess(name, child.pid, create_time, str(log_path))
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that run a child as `user` with that user's groups only.
+
+    Changing the uid alone would keep root's groups, and then the group bits of
+    root-owned directories would lock the child out of them.
+    """
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _process(managed: ManagedProcess) -> psutil.Process | None:

@@ -68,8 +68,11 @@ def check_kafka(bootstrap: str, timeout: float = 10.0) -> None:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": int(timeout * 1000)}
     )
-    producer.produce(READINESS_TOPIC, key=b"readiness", value=nonce, on_delivery=on_delivery)
-    producer.flush(timeout)
+    try:
+        producer.produce(READINESS_TOPIC, key=b"readiness", value=nonce, on_delivery=on_delivery)
+        producer.flush(timeout)
+    finally:
+        producer.close()
     if not delivered:
         raise StackError(f"broker did not confirm a produce: {errors or 'timeout'}")
     consumer = KafkaConsumer(
