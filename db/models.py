@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -192,3 +193,11 @@ class ProjectorOffset(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(TZ_TIMESTAMP)
+
+
+# Typed handles on the Core tables: ``Model.__table__`` is typed as a plain FromClause.
+jobs_table = cast(Table, TranscriptionJob.__table__)
+results_table = cast(Table, TranscriptionResult.__table__)
+error_logs_table = cast(Table, ErrorLog.__table__)
+api_keys_table = cast(Table, ApiKey.__table__)
+projector_offsets_table = cast(Table, ProjectorOffset.__table__)
