@@ -1,1 +1,1 @@
-"""S3 access through the minio client."""
+"""S3 access through the ``minio`` client: key layout, URIs and the object store."""
