@@ -1,0 +1,160 @@
+"""An asyncio front to confluent-kafka's idempotent ``Producer``.
+
+``send`` returns only once the broker has acknowledged the record (``acks=all``), so a
+caller can tell a client "accepted" knowing the event is in Kafka.  librdkafka's
+delivery reports are served by a poll thread and handed to the event loop with
+``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Self
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from whisperstream.errors import WhisperstreamError
+from whisperstream.settings import Settings
+
+_POLL_INTERVAL_S = 0.05
+
+
+class PublishError(WhisperstreamError):
+    """A record was not confirmed by the broker (not sent, failed, or timed out)."""
+
+
+class KafkaProducer:
+    """Start with :meth:`start` (or ``async with``); :meth:`close` flushes and stops."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        delivery_timeout_s: float = 10.0,
+        client_id: str = "whisperstream",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if delivery_timeout_s <= 0:
+            raise ValueError(f"delivery_timeout_s must be positive, got {delivery_timeout_s}")
+        self._delivery_timeout_s = delivery_timeout_s
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+            "request.timeout.ms": max(1000, min(30000, int(delivery_timeout_s * 1000))),
+            **(config or {}),
+        }
+        self._producer: Producer | None = None
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> KafkaProducer:
+        return cls(settings.kafka_bootstrap_servers, **options)
+
+    @property
+    def delivery_timeout_s(self) -> float:
+        return self._delivery_timeout_s
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        try:
+            self._producer = Producer(self._config)
+        except KafkaException as exc:
+            raise PublishError(f"cannot create the Kafka producer: {exc}") from exc
+        self._stopping.clear()
+        self._poller = threading.Thread(
+            target=self._poll_loop, name="kafka-producer-poll", daemon=True
+        )
+        self._poller.start()
+
+    async def close(self, flush_timeout_s: float = 10.0) -> None:
+        """Wait up to ``flush_timeout_s`` for records in flight, then stop polling."""
+        producer = self._producer
+        if producer is None:
+            return
+        await asyncio.to_thread(producer.flush, flush_timeout_s)
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join)
+        self._poller = None
+        self._producer = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def send(self, topic: str, key: str | bytes | None, value: bytes) -> tuple[int, int]:
+        """Produce one record and wait for the broker's acknowledgement.
+
+        Returns ``(partition, offset)``; raises :class:`PublishError` if the record was
+        not confirmed within the delivery timeout.
+        """
+        producer = self._require_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+
+        def settle(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_resolve, future, topic, err, msg)
+
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=settle)
+        except (BufferError, KafkaException) as exc:
+            raise PublishError(f"cannot produce to {topic}: {exc}") from exc
+        try:
+            # librdkafka reports a timeout itself (delivery.timeout.ms); the margin only
+            # guards against a report that never comes.
+            return await asyncio.wait_for(future, self._delivery_timeout_s + 5.0)
+        except TimeoutError as exc:
+            raise PublishError(
+                f"no delivery report from Kafka for {topic} within "
+                f"{self._delivery_timeout_s + 5.0:.1f} s"
+            ) from exc
+
+    async def ping(self, timeout_s: float = 5.0) -> float:
+        """Fetch cluster metadata; returns the seconds it took. Raises PublishError."""
+        producer = self._require_started()
+        started = time.perf_counter()
+        try:
+            metadata = await asyncio.to_thread(producer.list_topics, None, timeout_s)
+        except KafkaException as exc:
+            raise PublishError(f"Kafka metadata request failed: {exc}") from exc
+        if not metadata.brokers:
+            raise PublishError("Kafka metadata lists no brokers")
+        return time.perf_counter() - started
+
+    def _require_started(self) -> Producer:
+        if self._producer is None:
+            raise PublishError("the Kafka producer is not started")
+        return self._producer
+
+    def _poll_loop(self) -> None:
+        producer = self._producer
+        if producer is None:
+            return
+        while not self._stopping.is_set():
+            producer.poll(_POLL_INTERVAL_S)
+
+
+def _resolve(
+    future: asyncio.Future[tuple[int, int]], topic: str, err: KafkaError | None, msg: Message
+) -> None:
+    if future.done():  # the caller timed out or was cancelled
+        return
+    if err is not None:
+        future.set_exception(PublishError(f"Kafka did not confirm a record to {topic}: {err}"))
+        return
+    partition, offset = msg.partition(), msg.offset()
+    if partition is None or offset is None:
+        future.set_exception(PublishError(f"Kafka confirmed a record to {topic} without offset"))
+        return
+    future.set_result((partition, offset))
