@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
+from ops.kafka.offsets import high_watermarks
 from ops.kafka.topics import apply_topics, default_topic_specs
 from whisperstream.cli.common import console, settings_for
 
@@ -33,16 +33,10 @@ def list_cmd() -> None:
     settings = settings_for()
     bootstrap = settings.kafka_bootstrap_servers
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "_whisperstream.topics"})
+    layout = {name: sorted(meta.partitions) for name, meta in metadata.topics.items()}
+    ends = high_watermarks(bootstrap, [(t, p) for t, parts in layout.items() for p in parts])
     table = Table("topic", "partitions", "end offsets")
-    try:
-        for name in sorted(metadata.topics):
-            partitions = sorted(metadata.topics[name].partitions)
-            ends = [
-                consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5)[1]
-                for p in partitions
-            ]
-            table.add_row(name, str(len(partitions)), " ".join(str(e) for e in ends))
-    finally:
-        consumer.close()
+    for name in sorted(layout):
+        offsets = " ".join(str(ends[(name, p)]) for p in layout[name])
+        table.add_row(name, str(len(layout[name])), offsets)
     console.print(table)
