@@ -8,6 +8,7 @@ import typer
 
 from whisperstream.cli import stack_cmds, topics_cmds
 from whisperstream.cli.common import err_console, settings_for
+from whisperstream.cli.tail_cmd import tail_cmd
 from whisperstream.cli.up_cmd import up
 from whisperstream.errors import WhisperstreamError
 from whisperstream.logs import configure_logging
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.add_typer(stack_cmds.app, name="stack")
 app.add_typer(topics_cmds.app, name="topics")
 app.command(name="up")(up)
+app.command(name="tail")(tail_cmd)
 
 
 @app.command()
