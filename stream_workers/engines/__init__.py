@@ -1,0 +1,1 @@
+"""Speech engines behind one port: faster-whisper and openai-whisper."""

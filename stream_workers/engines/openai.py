@@ -1,0 +1,153 @@
+"""openai-whisper (PyTorch): fp32 on CPU, fp16 on CUDA."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stream_workers.engines.base import (
+    ModelKey,
+    Segment,
+    SegmentCallback,
+    TranscribeRequest,
+    TranscriptResult,
+    Word,
+)
+from stream_workers.errors import InvalidOptionsError
+from stream_workers.models.convert import ALIGNMENT_HEADS_KEY
+
+WINDOW_SECONDS = 30.0
+SAMPLE_RATE = 16_000
+
+
+def default_compute_type(device: str) -> str:
+    return "float16" if device == "cuda" else "float32"
+
+
+class OpenAIWhisperTranscriber:
+    def __init__(self, key: ModelKey, checkpoint: Path, *, device: str = "cpu") -> None:
+        import torch  # noqa: PLC0415 - heavy imports belong to the engine, not to import time
+        import whisper  # noqa: PLC0415
+
+        self.key = key
+        self._device = device
+        self._model: Any = whisper.load_model(str(checkpoint), device=device)
+        # Checkpoints we converted carry their alignment heads (whisper only knows its own).
+        stored = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+        heads = stored.get(ALIGNMENT_HEADS_KEY) if isinstance(stored, dict) else None
+        if isinstance(heads, bytes):
+            self._model.set_alignment_heads(heads)
+        del stored
+        # whisper reads its tiktoken file without closing it (a ResourceWarning); its tokenizer
+        # is cached per process, so building it once here keeps the leak to this one place.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            whisper.tokenizer.get_tokenizer(
+                self._model.is_multilingual, num_languages=self._model.num_languages
+            )
+
+    def transcribe(
+        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+    ) -> TranscriptResult:
+        import whisper  # noqa: PLC0415
+
+        audio = whisper.load_audio(str(audio_path))
+        duration = len(audio) / SAMPLE_RATE
+        options = request.options
+        language = request.language
+        if not self._model.is_multilingual:
+            if language not in (None, "en"):
+                raise InvalidOptionsError(f"{self.key.model} is English-only, not {language!r}")
+            language = "en"
+        probe = _WindowProbe(self._model, duration, on_segment)
+        kwargs: dict[str, Any] = {
+            "language": language,
+            "task": request.task.value,
+            "temperature": options.temperature,
+            "initial_prompt": options.initial_prompt,
+            "word_timestamps": options.word_timestamps,
+            "beam_size": options.beam_size,
+            "fp16": self._device == "cuda",
+            "verbose": None,
+        }
+        with probe:
+            try:
+                result = whisper.transcribe(self._model, audio, **kwargs)
+            except (ValueError, KeyError) as exc:
+                raise InvalidOptionsError(str(exc)) from exc
+        segments = tuple(_segment(raw, options.word_timestamps) for raw in result["segments"])
+        on_segment(duration, duration)
+        return TranscriptResult(
+            segments=segments,
+            language=str(result["language"]),
+            language_probability=probe.language_probability(str(result["language"])),
+            duration=duration,
+        )
+
+    def close(self) -> None:
+        del self._model
+
+
+class _WindowProbe:
+    """Wraps the model's decode/detect_language for the time of one call.
+
+    openai-whisper's `transcribe` has no per-segment hook, but it calls `model.decode`
+    once per 30 s window: that is where progress is reported and a cancel can stop it.
+    """
+
+    def __init__(self, model: Any, duration: float, on_segment: SegmentCallback) -> None:
+        self._model = model
+        self._duration = duration
+        self._on_segment = on_segment
+        self._windows = 0
+        self._probs: dict[str, float] | None = None
+
+    def __enter__(self) -> None:
+        model = self._model
+        decode: Callable[..., Any] = type(model).decode
+        detect: Callable[..., Any] = type(model).detect_language
+
+        def probed_decode(mel: Any, options: Any) -> Any:
+            self._on_segment(min(self._windows * WINDOW_SECONDS, self._duration), self._duration)
+            result = decode(model, mel, options)
+            self._windows += 1
+            return result
+
+        def probed_detect(mel: Any, tokenizer: Any = None) -> Any:
+            tokens, probs = detect(model, mel, tokenizer)
+            if isinstance(probs, dict):
+                self._probs = probs
+            return tokens, probs
+
+        model.decode = probed_decode
+        model.detect_language = probed_detect
+
+    def __exit__(self, *_: object) -> None:
+        del self._model.decode
+        del self._model.detect_language
+
+    def language_probability(self, language: str) -> float:
+        if self._probs is None:
+            return 1.0  # language given by the request, or an English-only model
+        return float(self._probs.get(language, 0.0))
+
+
+def _segment(raw: dict[str, Any], with_words: bool) -> Segment:
+    words = None
+    if with_words:
+        words = tuple(
+            Word(float(w["start"]), float(w["end"]), str(w["word"]), float(w["probability"]))
+            for w in raw.get("words", [])
+        )
+    return Segment(
+        id=int(raw["id"]),
+        start=float(raw["start"]),
+        end=float(raw["end"]),
+        text=str(raw["text"]),
+        tokens=tuple(int(t) for t in raw["tokens"]),
+        avg_logprob=float(raw["avg_logprob"]),
+        no_speech_prob=float(raw["no_speech_prob"]),
+        words=words,
+    )

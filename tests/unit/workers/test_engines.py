@@ -1,0 +1,163 @@
+"""Both engines on real speech with the offline models, and the exact CT2 conversion."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from schemas.events import TranscriptionOptions
+from stream_workers.engines.base import ModelKey, TranscribeRequest
+from stream_workers.engines.faster import FasterWhisperTranscriber
+from stream_workers.engines.loader import EngineLoader
+from stream_workers.engines.openai import OpenAIWhisperTranscriber
+from stream_workers.errors import ConversionError, JobCancelledError, ModelNotInstalledError
+from stream_workers.models.catalog import ModelCatalog
+
+REFERENCE = (
+    "And so, my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+
+
+def normalise(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, 1):
+        current = [i]
+        for j, hyp_word in enumerate(hyp, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
+            )
+        previous = current
+    return previous[-1] / len(ref)
+
+
+def test_word_error_rate_counts_edits() -> None:
+    assert word_error_rate("a b c d", "a b c d") == 0
+    assert word_error_rate("a b c d", "a x c") == 0.5
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> ModelCatalog:
+    return ModelCatalog(None, tmp_path_factory.mktemp("model-cache"))
+
+
+def _no_progress(_done: float, _total: float) -> None:
+    return None
+
+
+@pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
+def test_each_engine_gives_the_reference_words(
+    catalog: ModelCatalog, jfk_flac: Path, engine: str
+) -> None:
+    loader = EngineLoader(catalog)
+    model = loader.load(loader.key_for(engine, "tiny.en"))
+    progress: list[float] = []
+    try:
+        result = model.transcribe(
+            jfk_flac,
+            TranscribeRequest(options=TranscriptionOptions(word_timestamps=True)),
+            lambda done, total: progress.append(done / total),
+        )
+    finally:
+        model.close()
+    assert word_error_rate(REFERENCE, result.text) <= 0.05, result.text
+    assert result.language == "en"
+    assert result.language_probability == pytest.approx(1.0)
+    assert result.duration == pytest.approx(11.0, abs=0.1)
+    assert result.words is not None
+    assert len(result.words) >= 20
+    assert progress
+    assert progress[-1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_converted_checkpoint_gives_the_same_tokens_as_faster_whisper(
+    catalog: ModelCatalog, tmp_path: Path, jfk_flac: Path
+) -> None:
+    source = catalog.resolve("faster-whisper", "tiny.en")
+    checkpoint = catalog.import_ct2(source, "tiny-imported")
+    assert checkpoint.exists()
+    greedy = TranscribeRequest(options=TranscriptionOptions(beam_size=1, temperature=0.0))
+    fast = FasterWhisperTranscriber(ModelKey("faster-whisper", "tiny.en", "float32"), source)
+    slow = OpenAIWhisperTranscriber(
+        ModelKey("openai-whisper", "tiny-imported", "float32"), checkpoint
+    )
+    try:
+        fast_tokens = [s.tokens for s in fast.transcribe(jfk_flac, greedy, _no_progress).segments]
+        slow_tokens = [s.tokens for s in slow.transcribe(jfk_flac, greedy, _no_progress).segments]
+    finally:
+        fast.close()
+        slow.close()
+    assert fast_tokens == slow_tokens
+    assert sum(len(t) for t in fast_tokens) > 20
+
+
+def test_multilingual_base_pack_is_assembled_once_and_detects_english(
+    catalog: ModelCatalog, jfk_flac: Path
+) -> None:
+    path = catalog.resolve("faster-whisper", "base")
+    assert (path / "model.bin").stat().st_size == 2 * 72608766
+    assert catalog.resolve("faster-whisper", "base") == path
+    model = FasterWhisperTranscriber(ModelKey("faster-whisper", "base", "int8"), path)
+    try:
+        result = model.transcribe(jfk_flac, TranscribeRequest(), _no_progress)
+    finally:
+        model.close()
+    assert result.language == "en"
+    assert result.language_probability > 0.5
+    assert word_error_rate(REFERENCE, result.text) <= 0.05
+
+
+@pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
+def test_raising_from_the_segment_callback_stops_the_engine(
+    catalog: ModelCatalog, jfk_flac: Path, engine: str
+) -> None:
+    loader = EngineLoader(catalog)
+    model = loader.load(loader.key_for(engine, "tiny.en"))
+    calls: list[float] = []
+
+    def cancel(done: float, _total: float) -> None:
+        calls.append(done)
+        raise JobCancelledError("cancelled")
+
+    try:
+        with pytest.raises(JobCancelledError):
+            model.transcribe(jfk_flac, TranscribeRequest(), cancel)
+    finally:
+        model.close()
+    assert len(calls) == 1
+
+
+def test_unknown_model_names_what_would_install_it(catalog: ModelCatalog) -> None:
+    with pytest.raises(ModelNotInstalledError, match=r"'large-v3'.*WHISPER_MODEL_DIR.*tiny\.en"):
+        catalog.resolve("faster-whisper", "large-v3")
+    with pytest.raises(ModelNotInstalledError, match="import-ct2"):
+        catalog.resolve("openai-whisper", "medium")
+    with pytest.raises(ModelNotInstalledError, match="not a valid model name"):
+        catalog.resolve("faster-whisper", "../etc")
+
+
+def test_smaller_model_walks_down_the_installed_family(tmp_path: Path) -> None:
+    for name in ("small.en", "medium.en"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "model.bin").write_bytes(b"")
+    catalog = ModelCatalog(tmp_path / "models", tmp_path / "cache")
+    assert catalog.smaller("faster-whisper", "medium.en") == "small.en"
+    assert catalog.smaller("faster-whisper", "small.en") == "tiny.en"  # base.en is absent
+    assert catalog.smaller("faster-whisper", "tiny.en") is None
+    assert catalog.smaller("faster-whisper", "base") is None  # tiny is not installed
+
+
+def test_conversion_refuses_what_is_not_a_ct2_whisper_model(
+    catalog: ModelCatalog, tmp_path: Path
+) -> None:
+    (tmp_path / "model.bin").write_bytes(b"\x06\x00\x00\x00garbage")
+    with pytest.raises(ConversionError):
+        catalog.import_ct2(tmp_path, "broken")
+    assert not list(tmp_path.glob("*.pt"))

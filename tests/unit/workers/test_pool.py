@@ -1,0 +1,229 @@
+"""The model pool with a fake loader: limits, LRU eviction, memory budget, OOM fallback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stream_workers.engines.base import (
+    ModelKey,
+    SegmentCallback,
+    TranscribeRequest,
+    TranscriptResult,
+)
+from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError
+from stream_workers.pool import ModelPool
+
+TINY = ModelKey("faster-whisper", "tiny", "int8")
+BASE = ModelKey("faster-whisper", "base", "int8")
+SMALL = ModelKey("faster-whisper", "small", "int8")
+ORDER = [TINY, BASE, SMALL]
+
+
+class FakeModel:
+    def __init__(self, key: ModelKey, fail_running: bool = False) -> None:
+        self.key = key
+        self.closed = False
+        self.fail_running = fail_running
+
+    def transcribe(
+        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+    ) -> TranscriptResult:
+        if self.fail_running:
+            raise RuntimeError("CUDA failed to allocate memory")
+        return TranscriptResult((), "en", 1.0, 0.0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeLoader:
+    def __init__(self, sizes_mb: dict[ModelKey, float] | None = None) -> None:
+        self.loaded: list[FakeModel] = []
+        self.oom_on_load: set[ModelKey] = set()
+        self.oom_on_run: set[ModelKey] = set()
+        self.sizes_mb = sizes_mb or {}
+
+    def load(self, key: ModelKey) -> FakeModel:
+        if key in self.oom_on_load:
+            raise MemoryError(f"cannot allocate {key}")
+        model = FakeModel(key, fail_running=key in self.oom_on_run)
+        self.loaded.append(model)
+        return model
+
+    def estimate_mb(self, key: ModelKey) -> float:
+        return self.sizes_mb.get(key, 100.0)
+
+    def smaller(self, key: ModelKey) -> ModelKey | None:
+        index = ORDER.index(key)
+        return ORDER[index - 1] if index > 0 else None
+
+
+def test_second_acquire_of_an_idle_model_is_a_hit_without_loading() -> None:
+    loader = FakeLoader()
+    pool = ModelPool(loader, max_size=2)
+    with pool.acquire(TINY, timeout=1) as lease:
+        first = lease.model
+    with pool.acquire(TINY, timeout=1) as lease:
+        assert lease.model is first
+    stats = pool.stats()
+    assert (stats.hits, stats.misses, stats.loads) == (1, 1, 1)
+    assert len(loader.loaded) == 1
+
+
+def test_concurrent_users_of_one_key_get_separate_instances() -> None:
+    pool = ModelPool(FakeLoader(), max_size=2)
+    with pool.acquire(TINY, timeout=1) as a, pool.acquire(TINY, timeout=1) as b:
+        assert a.model is not b.model
+        assert pool.in_use() == 2
+
+
+def test_never_more_than_max_size_models_and_lru_idle_one_is_evicted() -> None:
+    now = [0.0]
+    loader = FakeLoader()
+    pool = ModelPool(loader, max_size=2, clock=lambda: now[0])
+    with pool.acquire(TINY, timeout=1):
+        now[0] = 1
+    with pool.acquire(BASE, timeout=1):
+        now[0] = 2
+    with pool.acquire(TINY, timeout=1):  # tiny is now the most recently used
+        now[0] = 3
+    with pool.acquire(SMALL, timeout=1):
+        assert pool.loaded() == sorted([str(TINY), str(SMALL)])
+    assert pool.stats().evictions == 1
+    evicted = [m for m in loader.loaded if m.closed]
+    assert [m.key for m in evicted] == [BASE]
+
+
+def test_a_model_in_use_is_never_evicted_and_acquire_times_out_clearly() -> None:
+    pool = ModelPool(FakeLoader(), max_size=1)
+    with pool.acquire(TINY, timeout=1) as held:
+        started = time.monotonic()
+        with pytest.raises(PoolTimeoutError, match="MODEL_POOL_MAX_SIZE"):
+            pool.acquire(BASE, timeout=0.3)
+        assert time.monotonic() - started >= 0.3
+        assert not held.model.closed  # type: ignore[attr-defined]
+    assert pool.loaded() == [str(TINY)]
+
+
+def test_a_waiter_gets_the_slot_when_the_holder_releases() -> None:
+    pool = ModelPool(FakeLoader(), max_size=1)
+    lease = pool.acquire(TINY, timeout=1)
+    got: list[ModelKey] = []
+
+    def wait_for_base() -> None:
+        with pool.acquire(BASE, timeout=5) as other:
+            got.append(other.key)
+
+    thread = threading.Thread(target=wait_for_base)
+    thread.start()
+    time.sleep(0.2)
+    assert got == []
+    lease.__exit__(None, None, None)
+    thread.join(5)
+    assert got == [BASE]
+
+
+def test_memory_budget_evicts_before_a_load_that_would_exceed_it() -> None:
+    loader = FakeLoader({TINY: 100, BASE: 200, SMALL: 250})
+    pool = ModelPool(loader, max_size=5, max_memory_mb=350)
+    with pool.acquire(TINY, timeout=1):
+        pass
+    with pool.acquire(BASE, timeout=1):
+        pass
+    assert pool.stats().evictions == 0
+    with pool.acquire(SMALL, timeout=1):  # 100 + 200 + 250 > 350: both idle ones go
+        assert pool.loaded() == [str(SMALL)]
+    assert pool.stats().evictions == 2
+
+
+def test_model_over_the_whole_budget_falls_back_to_a_smaller_one() -> None:
+    loader = FakeLoader({TINY: 100, BASE: 200, SMALL: 900})
+    pool = ModelPool(loader, max_size=2, max_memory_mb=300)
+    _, used = pool.run(SMALL, 1, lambda model: model.key)
+    assert used == BASE
+
+
+def test_oom_while_loading_falls_back_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    loader = FakeLoader()
+    loader.oom_on_load = {SMALL, BASE}
+    pool = ModelPool(loader, max_size=2)
+    with caplog.at_level(logging.INFO, logger="stream_workers.pool"):
+        result, used = pool.run(SMALL, 1, lambda model: model.key)
+    assert used == TINY
+    assert result == TINY
+    assert pool.stats().oom_fallbacks == 2
+    assert pool.fallbacks() == [(SMALL, BASE), (BASE, TINY)]
+    assert "OOM loading faster-whisper/small/int8" in caplog.text
+    assert "Model acquired in" in caplog.text
+
+
+def test_oom_while_running_discards_the_model_and_falls_back() -> None:
+    loader = FakeLoader()
+    loader.oom_on_run = {BASE}
+    pool = ModelPool(loader, max_size=2)
+    fake_request = TranscribeRequest()
+
+    def work(model: object) -> TranscriptResult:
+        assert isinstance(model, FakeModel)
+        return model.transcribe(Path("x.wav"), fake_request, lambda _d, _t: None)
+
+    _, used = pool.run(BASE, 1, work)
+    assert used == TINY
+    assert str(BASE) not in pool.loaded()
+    assert pool.stats().oom_fallbacks == 1
+
+
+def test_oom_with_the_smallest_model_is_a_transient_error() -> None:
+    loader = FakeLoader()
+    loader.oom_on_load = {TINY}
+    pool = ModelPool(loader, max_size=1)
+    with pytest.raises(ModelOutOfMemoryError, match="no smaller model") as caught:
+        pool.run(TINY, 1, lambda model: model)
+    assert caught.value.retryable
+    assert pool.loaded() == []  # the failed load released its reservation
+    with pool.acquire(BASE, timeout=0.1) as lease:  # the only slot is usable again
+        assert lease.key == BASE
+
+
+def test_warm_loads_without_counting_misses_and_then_everything_hits() -> None:
+    loader = FakeLoader()
+    pool = ModelPool(loader, max_size=2)
+    pool.warm(TINY, 2, timeout=1)
+    assert len(loader.loaded) == 2
+    for _ in range(10):
+        with pool.acquire(TINY, timeout=1):
+            pass
+    stats = pool.stats()
+    assert (stats.hits, stats.misses, stats.loads) == (10, 0, 2)
+
+
+def test_pool_is_safe_under_many_threads() -> None:
+    loader = FakeLoader()
+    pool = ModelPool(loader, max_size=2)
+    peak = [0]
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def job(key: ModelKey) -> None:
+        try:
+            for _ in range(20):
+                with pool.acquire(key, timeout=10):
+                    with lock:
+                        peak[0] = max(peak[0], len(pool.loaded()))
+                    time.sleep(0.001)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(ORDER[i % 3],)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert peak[0] <= 2
+    assert pool.in_use() == 0
