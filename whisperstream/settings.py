@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     whisperstream_admin_key: SecretStr | None = None
+    api_rate_limit_per_s: float = Field(default=200.0, gt=0)
+    api_rate_limit_burst: int = Field(default=400, ge=1)
+    api_kafka_delivery_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    # the projector (db/projector)
+    projector_group_id: str = Field(default="whisperstream-projector", min_length=1)
+    projector_batch_max_events: int = Field(default=1000, ge=1, le=100_000)
+    projector_batch_max_ms: int = Field(default=200, ge=1, le=60_000)
+    projector_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve the projector's Prometheus metrics on this port; unset: off",
+    )
 
     # the embedded local stack
     whisperstream_state_dir: Path = Field(default_factory=_default_state_dir)
@@ -133,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def request_topics(self) -> tuple[str, str, str]:
         return self.topic_requests_high, self.topic_requests_normal, self.topic_requests_retry
+
+    def topic_for_priority(self, priority: str) -> str:
+        """The request topic of a priority ("high" or "normal")."""
+        return self.topic_requests_high if priority == "high" else self.topic_requests_normal
 
     @property
     def all_topics(self) -> tuple[str, ...]:
