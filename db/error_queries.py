@@ -76,7 +76,7 @@ async def get_error(engine: AsyncEngine, error_id: int) -> ErrorLogEntry | None:
     return _entry(found) if found is not None else None
 
 
-def _entry(mapping: Mapping[str, Any]) -> ErrorLogEntry:
+def _entry(mapping: Mapping[Any, Any]) -> ErrorLogEntry:
     return ErrorLogEntry(
         id=mapping["id"],
         resolved=mapping["resolved"],
