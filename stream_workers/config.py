@@ -1,0 +1,60 @@
+"""Worker tuning knobs, read from the environment like the shared Settings.
+
+Kept beside the shared `Settings` (which owns connections, topics and the pool sizes)
+so that worker-only knobs do not widen every other service's configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from whisperstream.errors import SettingsError
+
+
+class WorkerTuning(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, extra="ignore")
+
+    worker_id: str | None = None
+    whisper_device: Literal["cpu", "cuda"] = "cpu"
+    whisper_cpu_threads: int = Field(default=0, ge=0, le=256)
+    whisper_batch_size: int = Field(default=8, ge=1, le=64)
+    whisper_cache_dir: Path | None = None
+
+    # time limits: soft = duration x factor, kept within [floor, ceiling]; hard adds a margin
+    job_soft_time_limit_s: float = Field(default=3600.0, gt=0)
+    job_hard_time_limit_s: float = Field(default=3900.0, gt=0)
+    job_time_limit_floor_s: float = Field(default=120.0, gt=0)
+    job_time_limit_factor: float = Field(default=2.0, gt=0)
+    max_audio_duration_s: float = Field(default=4 * 3600.0, gt=0)
+
+    # retries: attempt n waits retry_base_s * 2**(n-1), +/- jitter
+    retry_base_s: float = Field(default=5.0, ge=0)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    max_delayed_retries: int = Field(default=256, ge=1)
+
+    model_acquire_timeout_s: float = Field(default=600.0, gt=0)
+    progress_interval_s: float = Field(default=2.0, ge=0)
+    progress_step: float = Field(default=0.05, ge=0, le=1)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    session_timeout_s: float = Field(default=6.0, gt=0)
+
+    @model_validator(mode="after")
+    def _limits_fit(self) -> WorkerTuning:
+        if self.job_hard_time_limit_s < self.job_soft_time_limit_s:
+            raise ValueError("JOB_HARD_TIME_LIMIT_S must be at least JOB_SOFT_TIME_LIMIT_S")
+        if self.job_time_limit_floor_s > self.job_soft_time_limit_s:
+            raise ValueError("JOB_TIME_LIMIT_FLOOR_S must not exceed JOB_SOFT_TIME_LIMIT_S")
+        return self
+
+
+def load_tuning(**overrides: object) -> WorkerTuning:
+    try:
+        return WorkerTuning(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(f"invalid worker configuration: {exc}") from exc

@@ -1,0 +1,292 @@
+"""One delivery of one transcription request, from the audio in S3 to a terminal event.
+
+Every path ends in exactly one terminal action, each published (and acknowledged by the
+broker) before `run` returns, so the caller can commit the offset afterwards:
+completed, cancelled, a retry request + `retrying`, or a DeadLetter + `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+
+from schemas.events import (
+    DeadLetter,
+    JobStatus,
+    JobTiming,
+    SourcePosition,
+    TranscriptionRequested,
+    new_event_id,
+    utc_now,
+)
+from storage.keys import S3Uri, result_uri
+from stream_workers import audio
+from stream_workers.config import WorkerTuning
+from stream_workers.engines.base import ModelKey, Transcriber, TranscribeRequest, TranscriptResult
+from stream_workers.errors import (
+    AudioTooLongError,
+    JobCancelledError,
+    TimeLimitExceededError,
+)
+from stream_workers.policy import classify, retry_delay_s, stack_trace, time_limits
+from stream_workers.pool import ModelPool
+from stream_workers.ports import CancelView, EventPublisher, ObjectStorage
+from stream_workers.results import result_document, summary_of
+from stream_workers.status import StatusEmitter
+from whisperstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    ALREADY_COMPLETED = "already_completed"
+    CANCELLED = "cancelled"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    request: TranscriptionRequested
+    source: SourcePosition
+    raw: bytes
+
+
+class _Progress:
+    """Runs on the engine's thread after each segment: stop checks and throttled progress."""
+
+    def __init__(
+        self,
+        job_id: str,
+        cancels: CancelView,
+        soft_deadline: float,
+        tuning: WorkerTuning,
+        report: Callable[[float], None],
+    ) -> None:
+        self._job_id = job_id
+        self._cancels = cancels
+        self._soft_deadline = soft_deadline
+        self._tuning = tuning
+        self._report = report
+        self._last_time = time.monotonic()
+        self._last_fraction = 0.0
+        self.stop = threading.Event()
+
+    def __call__(self, done: float, total: float) -> None:
+        if self._cancels.is_cancelled(self._job_id):
+            raise JobCancelledError(f"job {self._job_id} was cancelled while running")
+        now = time.monotonic()
+        if self.stop.is_set():
+            raise TimeLimitExceededError("hard time limit reached")
+        if now > self._soft_deadline:
+            raise TimeLimitExceededError("soft time limit reached")
+        fraction = min(0.99, done / total) if total > 0 else 0.0
+        due = now - self._last_time >= self._tuning.progress_interval_s
+        if fraction > self._last_fraction and (
+            due or fraction - self._last_fraction >= self._tuning.progress_step
+        ):
+            self._last_time, self._last_fraction = now, fraction
+            self._report(fraction)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        tuning: WorkerTuning,
+        worker_id: str,
+        pool: ModelPool,
+        key_for: Callable[[str, str], ModelKey],
+        store: ObjectStorage,
+        publisher: EventPublisher,
+        cancels: CancelView,
+        executor: concurrent.futures.Executor,
+        workdir: Path,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._tuning = tuning
+        self._worker_id = worker_id
+        self._pool = pool
+        self._key_for = key_for
+        self._store = store
+        self._publisher = publisher
+        self._cancels = cancels
+        self._executor = executor
+        self._workdir = workdir
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.transcriptions = 0
+
+    async def run(self, delivery: Delivery) -> Outcome:
+        request = delivery.request
+        status = StatusEmitter(
+            self._publisher, self._settings.topic_status, request, self._worker_id
+        )
+        if self._cancels.is_cancelled(request.job_id):
+            await status.emit(JobStatus.CANCELLED)
+            return Outcome.CANCELLED
+        target = result_uri(self._settings.results_bucket, request.job_id)
+        try:
+            if await asyncio.to_thread(self._store.exists, target):
+                return await self._completed_again(status, target)
+            return await self._transcribe(delivery, status, target)
+        except JobCancelledError:
+            await status.emit(JobStatus.CANCELLED)
+            return Outcome.CANCELLED
+        except Exception as exc:  # noqa: BLE001 - every failure ends in a retry or the DLQ
+            return await self._failed(delivery, status, exc)
+
+    async def _completed_again(self, status: StatusEmitter, target: S3Uri) -> Outcome:
+        document = await asyncio.to_thread(self._store.get_json, target)
+        status.engine = document.get("engine")
+        status.model = document.get("model")
+        log.info("result of %s already exists; completing without transcribing", target)
+        await status.emit(
+            JobStatus.COMPLETED, progress=1.0, result=summary_of(document, str(target))
+        )
+        return Outcome.ALREADY_COMPLETED
+
+    async def _transcribe(
+        self, delivery: Delivery, status: StatusEmitter, target: S3Uri
+    ) -> Outcome:
+        request = delivery.request
+        key = self._key_for(
+            request.engine or self._settings.whisper_engine,
+            request.model or self._settings.whisper_model_size,
+        )
+        status.engine, status.model = key.engine, key.model
+        started = time.monotonic()
+        started_at = utc_now()
+        await status.emit(JobStatus.PROCESSING)
+        with tempfile.TemporaryDirectory(dir=self._workdir, prefix="job-") as folder:
+            workdir = Path(folder)
+            source = S3Uri.parse(request.audio.uri)
+            downloaded = workdir / ("audio" + PurePosixPath(source.key).suffix[:16])
+            await asyncio.to_thread(self._store.download_to, source, downloaded)
+            path, duration = await asyncio.to_thread(audio.prepare, downloaded, workdir)
+            if duration > self._tuning.max_audio_duration_s:
+                raise AudioTooLongError(
+                    f"audio is {duration:.0f}s, over MAX_AUDIO_DURATION_S="
+                    f"{self._tuning.max_audio_duration_s:.0f}"
+                )
+            result, used = await self._run_engine(request, key, path, duration, status)
+        document = result_document(request.job_id, result, used)
+        await asyncio.to_thread(self._store.put_json, target, document)
+        self.transcriptions += 1
+        status.model = used.model
+        elapsed = time.monotonic() - started
+        timing = JobTiming(
+            queued_ms=max(0, int((started_at - request.occurred_at).total_seconds() * 1000)),
+            processing_ms=int(elapsed * 1000),
+            real_time_factor=elapsed / duration if duration > 0 else 0.0,
+        )
+        await status.emit(
+            JobStatus.COMPLETED,
+            progress=1.0,
+            result=summary_of(document, str(target)),
+            timing=timing,
+        )
+        return Outcome.COMPLETED
+
+    async def _run_engine(
+        self,
+        request: TranscriptionRequested,
+        key: ModelKey,
+        path: Path,
+        duration: float,
+        status: StatusEmitter,
+    ) -> tuple[TranscriptResult, ModelKey]:
+        loop = asyncio.get_running_loop()
+        limits = time_limits(duration, self._tuning)
+        reports: list[concurrent.futures.Future[None]] = []
+
+        def report(fraction: float) -> None:
+            coroutine = status.emit(JobStatus.PROCESSING, progress=fraction)
+            reports.append(asyncio.run_coroutine_threadsafe(coroutine, loop))
+
+        progress = _Progress(
+            request.job_id, self._cancels, time.monotonic() + limits.soft_s, self._tuning, report
+        )
+        engine_request = TranscribeRequest(request.language, request.task, request.options)
+
+        def work(model: Transcriber) -> TranscriptResult:
+            return model.transcribe(path, engine_request, progress)
+
+        def run() -> tuple[TranscriptResult, ModelKey]:
+            return self._pool.run(key, self._tuning.model_acquire_timeout_s, work)
+
+        running = loop.run_in_executor(self._executor, run)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(running), limits.hard_s)
+        except TimeoutError:
+            # A thread cannot be killed: flag it to stop at its next segment; the pool keeps
+            # its model leased until it does, so nothing else can use a model still in use.
+            progress.stop.set()
+            raise TimeLimitExceededError(
+                f"hard time limit of {limits.hard_s:.0f}s reached for {duration:.0f}s of audio"
+            ) from None
+        finally:
+            for pending in reports:
+                await asyncio.wrap_future(pending)
+        return outcome
+
+    async def _failed(self, delivery: Delivery, status: StatusEmitter, exc: Exception) -> Outcome:
+        request = delivery.request
+        error = classify(exc)
+        if error.retryable and request.attempt < self._tuning.max_attempts:
+            delay = retry_delay_s(request.attempt, self._tuning, self._rng)
+            now = utc_now()
+            retry = dataclasses.replace(
+                request,
+                event_id=new_event_id(),
+                occurred_at=now,
+                attempt=request.attempt + 1,
+                not_before=now + timedelta(seconds=delay),
+            )
+            log.warning(
+                "job %s attempt %d failed (%s: %s); retry in %.1fs",
+                request.job_id,
+                request.attempt,
+                error.type,
+                error.message,
+                delay,
+            )
+            await self._publisher.publish(
+                self._settings.topic_requests_retry, request.job_id, retry
+            )
+            await status.emit(JobStatus.RETRYING, error=error)
+            return Outcome.RETRYING
+        log.error(
+            "job %s failed for good on attempt %d (%s: %s)",
+            request.job_id,
+            request.attempt,
+            error.type,
+            error.message,
+        )
+        dead = DeadLetter(
+            event_id=new_event_id(),
+            job_id=request.job_id,
+            occurred_at=utc_now(),
+            error_type=error.type,
+            error_message=error.message,
+            stack_trace=stack_trace(exc),
+            retry_count=request.attempt - 1,
+            source=delivery.source,
+            original_value=delivery.raw,
+            request=request,
+        )
+        await self._publisher.publish(self._settings.topic_dlq, request.job_id, dead)
+        await status.emit(JobStatus.FAILED, error=error)
+        return Outcome.FAILED

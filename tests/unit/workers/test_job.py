@@ -1,0 +1,337 @@
+"""The job runner with in-memory fakes of its ports (store, publisher, cancels, engine)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import (
+    AudioRef,
+    DeadLetter,
+    Event,
+    JobStatus,
+    JobStatusChanged,
+    Priority,
+    Source,
+    SourcePosition,
+    Task,
+    TranscriptionOptions,
+    TranscriptionRequested,
+    new_event_id,
+    utc_now,
+)
+from storage.errors import ObjectNotFoundError, StorageUnavailableError
+from storage.keys import S3Uri
+from stream_workers.config import load_tuning
+from stream_workers.engines.base import (
+    ModelKey,
+    Segment,
+    SegmentCallback,
+    TranscribeRequest,
+    TranscriptResult,
+)
+from stream_workers.job import Delivery, JobRunner, Outcome
+from stream_workers.pool import ModelPool
+from whisperstream.settings import load_settings
+
+SETTINGS = load_settings()
+KEY = ModelKey("faster-whisper", "tiny.en", "int8")
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, Any] = {}
+        self.fail_download: Exception | None = None
+
+    def download_to(self, uri: S3Uri, path: Path) -> Path:
+        if self.fail_download is not None:
+            raise self.fail_download
+        if str(uri) not in self.objects:
+            raise ObjectNotFoundError(str(uri))
+        path.write_bytes(self.objects[str(uri)])
+        return path
+
+    def exists(self, uri: S3Uri) -> bool:
+        return str(uri) in self.objects
+
+    def put_json(self, uri: S3Uri, document: object) -> object:
+        self.objects[str(uri)] = document
+        return None
+
+    def get_json(self, uri: S3Uri, max_bytes: int = 0) -> Any:
+        return self.objects[str(uri)]
+
+
+class MemoryPublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, Event]] = []
+
+    async def publish(self, topic: str, key: str, event: Event) -> None:
+        self.sent.append((topic, key, event))
+
+    def statuses(self) -> list[JobStatusChanged]:
+        return [e for _, _, e in self.sent if isinstance(e, JobStatusChanged)]
+
+
+class Cancels:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return job_id in self.ids
+
+
+class ScriptedModel:
+    """Reports `segments` segments over the audio, running `during` after each one."""
+
+    def __init__(self, key: ModelKey, segments: int = 20, during: Any = None) -> None:
+        self.key = key
+        self.segments = segments
+        self.during = during
+        self.calls = 0
+
+    def transcribe(
+        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+    ) -> TranscriptResult:
+        self.calls += 1
+        duration = 11.0
+        out = []
+        for index in range(self.segments):
+            end = duration * (index + 1) / self.segments
+            out.append(Segment(index, end - 0.5, end, f" word{index}", (1, 2), -0.1, 0.0))
+            on_segment(end, duration)
+            if self.during is not None:
+                self.during(index)
+        return TranscriptResult(tuple(out), "en", 1.0, duration)
+
+    def close(self) -> None:
+        return None
+
+
+class Loader:
+    def __init__(self, model: ScriptedModel) -> None:
+        self.model = model
+        self.loads = 0
+
+    def load(self, key: ModelKey) -> ScriptedModel:
+        self.loads += 1
+        return self.model
+
+    def estimate_mb(self, key: ModelKey) -> float:
+        return 10
+
+    def smaller(self, key: ModelKey) -> ModelKey | None:
+        return None
+
+
+class Harness:
+    def __init__(self, tmp: Path, jfk: Path, **tuning: Any) -> None:
+        self.store = MemoryStore()
+        self.publisher = MemoryPublisher()
+        self.cancels = Cancels()
+        self.model = ScriptedModel(KEY)
+        self.loader = Loader(self.model)
+        self.pool = ModelPool(self.loader, max_size=1)
+        self.executor = concurrent.futures.ThreadPoolExecutor(2)
+        self.jfk = jfk
+        self.runner = JobRunner(
+            settings=SETTINGS,
+            tuning=load_tuning(progress_interval_s=100, **tuning),
+            worker_id="w-1",
+            pool=self.pool,
+            key_for=lambda engine, model: ModelKey("faster-whisper", model, "int8"),
+            store=self.store,
+            publisher=self.publisher,
+            cancels=self.cancels,
+            executor=self.executor,
+            workdir=tmp,
+        )
+
+    def delivery(self, attempt: int = 1, audio: bytes | None = None) -> Delivery:
+        job_id = new_event_id()
+        uri = f"s3://audio/uploads/{job_id}/jfk.flac"
+        self.store.objects[uri] = self.jfk.read_bytes() if audio is None else audio
+        request = TranscriptionRequested(
+            event_id=new_event_id(),
+            job_id=job_id,
+            occurred_at=utc_now(),
+            priority=Priority.NORMAL,
+            attempt=attempt,
+            not_before=None,
+            audio=AudioRef(uri, 1, "0" * 64, "audio/flac", "jfk.flac"),
+            model="tiny.en",
+            engine=None,
+            language=None,
+            task=Task.TRANSCRIBE,
+            options=TranscriptionOptions(),
+            owner=None,
+            idempotency_key=None,
+            callback_url=None,
+            source=Source.KAFKA,
+            correlation_id=None,
+        )
+        return Delivery(request, SourcePosition("requests", 0, 7), b"raw-bytes")
+
+
+@pytest.fixture
+def harness(tmp_path: Path, jfk_flac: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path, jfk_flac)
+    yield h
+    h.executor.shutdown()
+
+
+async def test_completed_job_writes_the_result_before_the_completed_event(
+    harness: Harness,
+) -> None:
+    delivery = harness.delivery()
+    assert await harness.runner.run(delivery) == Outcome.COMPLETED
+    statuses = harness.publisher.statuses()
+    assert statuses[0].status == JobStatus.PROCESSING
+    assert statuses[0].worker_id == "w-1"
+    assert statuses[0].engine == "faster-whisper"
+    assert statuses[-1].status == JobStatus.COMPLETED
+    seqs = [s.seq for s in statuses]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+    # progress: 20 segments, at most one event per 5 % step
+    progress = [s.progress for s in statuses[1:-1]]
+    assert 0 < len(progress) <= 20
+    assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(progress))
+    result = statuses[-1].result
+    assert result is not None
+    document = harness.store.objects[result.result_uri]
+    assert result.result_uri == f"s3://results/{delivery.request.job_id}.json"
+    assert document["job_id"] == delivery.request.job_id
+    assert document["model"] == "tiny.en"
+    assert document["language"] == "en"
+    assert len(document["segments"]) == 20
+    assert result.text.startswith("word0 word1")
+    assert statuses[-1].timing is not None
+
+
+async def test_redelivery_after_completion_emits_completed_again_without_transcribing(
+    harness: Harness,
+) -> None:
+    delivery = harness.delivery()
+    await harness.runner.run(delivery)
+    calls = harness.model.calls
+    harness.publisher.sent.clear()
+    assert await harness.runner.run(delivery) == Outcome.ALREADY_COMPLETED
+    assert harness.model.calls == calls
+    [only] = harness.publisher.statuses()
+    assert only.status == JobStatus.COMPLETED
+    assert only.result is not None
+    assert only.result.text.startswith("word0")
+
+
+async def test_a_cancelled_pending_job_never_starts(harness: Harness) -> None:
+    delivery = harness.delivery()
+    harness.cancels.ids.add(delivery.request.job_id)
+    assert await harness.runner.run(delivery) == Outcome.CANCELLED
+    assert [s.status for s in harness.publisher.statuses()] == [JobStatus.CANCELLED]
+    assert harness.model.calls == 0
+
+
+async def test_a_running_job_stops_at_the_next_segment_when_cancelled(harness: Harness) -> None:
+    delivery = harness.delivery()
+    seen: list[int] = []
+
+    def cancel_after_third(index: int) -> None:
+        seen.append(index)
+        if index == 2:
+            harness.cancels.ids.add(delivery.request.job_id)
+
+    harness.model.during = cancel_after_third
+    assert await harness.runner.run(delivery) == Outcome.CANCELLED
+    assert seen == [0, 1, 2]
+    assert harness.publisher.statuses()[-1].status == JobStatus.CANCELLED
+    assert not harness.store.exists(S3Uri("results", f"{delivery.request.job_id}.json"))
+
+
+async def test_transient_failure_publishes_a_delayed_retry(harness: Harness) -> None:
+    harness.store.fail_download = StorageUnavailableError("S3 unreachable")
+    delivery = harness.delivery(attempt=2)
+    assert await harness.runner.run(delivery) == Outcome.RETRYING
+    topic, key, retry = harness.publisher.sent[-2]
+    assert topic == SETTINGS.topic_requests_retry
+    assert key == delivery.request.job_id
+    assert isinstance(retry, TranscriptionRequested)
+    assert retry.attempt == 3
+    assert retry.not_before is not None
+    # attempt 2 waits 5 s x 2 = 10 s, +/- 20 % jitter
+    delay = retry.not_before - retry.occurred_at
+    assert timedelta(seconds=7.9) <= delay <= timedelta(seconds=12.1)
+    last = harness.publisher.statuses()[-1]
+    assert last.status == JobStatus.RETRYING
+    assert last.error is not None
+    assert last.error.retryable
+
+
+async def test_exhausted_retries_go_to_the_dlq_and_fail(harness: Harness) -> None:
+    harness.store.fail_download = StorageUnavailableError("S3 unreachable")
+    delivery = harness.delivery(attempt=5)
+    assert await harness.runner.run(delivery) == Outcome.FAILED
+    dead = [e for t, _, e in harness.publisher.sent if t == SETTINGS.topic_dlq]
+    assert len(dead) == 1
+    assert isinstance(dead[0], DeadLetter)
+    assert dead[0].retry_count == 4
+    assert dead[0].original_value == b"raw-bytes"
+    assert dead[0].request == delivery.request
+    assert harness.publisher.statuses()[-1].status == JobStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("audio", "error_type"),
+    [(b"this is not audio at all" * 100, "AudioUndecodableError")],
+)
+async def test_undecodable_audio_is_permanent_after_a_repair_attempt(
+    harness: Harness, audio: bytes, error_type: str
+) -> None:
+    delivery = harness.delivery(audio=audio)
+    assert await harness.runner.run(delivery) == Outcome.FAILED
+    dead = [e for t, _, e in harness.publisher.sent if t == SETTINGS.topic_dlq]
+    assert isinstance(dead[0], DeadLetter)
+    assert dead[0].error_type == error_type
+    assert "after ffmpeg repair" in dead[0].error_message
+    assert not [e for t, _, e in harness.publisher.sent if t == SETTINGS.topic_requests_retry]
+
+
+async def test_truncated_audio_is_repaired_and_transcribed(harness: Harness) -> None:
+    wav = harness.jfk.read_bytes()
+    delivery = harness.delivery(audio=wav[: len(wav) // 2])
+    assert await harness.runner.run(delivery) == Outcome.COMPLETED
+
+
+async def test_missing_audio_object_is_permanent(harness: Harness) -> None:
+    delivery = harness.delivery()
+    harness.store.objects.pop(delivery.request.audio.uri)
+    assert await harness.runner.run(delivery) == Outcome.FAILED
+    last = harness.publisher.statuses()[-1]
+    assert last.error is not None
+    assert last.error.type == "ObjectNotFoundError"
+
+
+async def test_soft_time_limit_stops_the_job_and_retries(tmp_path: Path, jfk_flac: Path) -> None:
+    h = Harness(
+        tmp_path,
+        jfk_flac,
+        job_time_limit_floor_s=0.001,
+        job_time_limit_factor=0.00001,
+        job_soft_time_limit_s=0.001,
+        job_hard_time_limit_s=60,
+    )
+    h.model.during = lambda _i: time.sleep(0.01)
+    try:
+        assert await h.runner.run(h.delivery()) == Outcome.RETRYING
+    finally:
+        h.executor.shutdown()
+    last = h.publisher.statuses()[-1]
+    assert last.error is not None
+    assert last.error.type == "TimeLimitExceededError"
