@@ -1,17 +1,103 @@
-"""The API's composition root: `create_app(settings) -> web.Application`."""
+"""The API's composition root: `create_app(settings) -> web.Application`.
+
+Every client (Postgres engine, object store, Kafka producer, codec, heartbeat monitor)
+is created in a cleanup context when the app starts and closed when it stops.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from aiohttp import web
 
-from producer_api import routes_health
+from db.engine import create_engine
+from producer_api import routes_admin, routes_docs, routes_health, routes_jobs, routes_transcribe
+from producer_api.appkeys import (
+    CODEC_KEY,
+    ENGINE_KEY,
+    HEARTBEATS_KEY,
+    LIMITER_KEY,
+    METRICS_KEY,
+    OPERATIONS_KEY,
+    PRODUCER_KEY,
+    SETTINGS_KEY,
+    STORE_KEY,
+)
+from producer_api.auth import Authenticator, database_lookup
+from producer_api.heartbeats import HeartbeatMonitor
+from producer_api.metrics import ApiMetrics
+from producer_api.middlewares import (
+    AUTHENTICATOR_KEY,
+    auth_middleware,
+    metrics_middleware,
+    problem_middleware,
+)
+from producer_api.openapi import OperationTable
+from producer_api.ratelimit import RateLimiter
+from producer_api.routes_transcribe import IDEMPOTENCY_KEY, PUBLISHER_KEY
+from producer_api.submission import IdempotencyGuard, Publisher
+from schemas.codec import EventCodec
+from storage.s3 import ObjectStore
+from whisperstream.kafka_producer import KafkaProducer
 from whisperstream.settings import Settings
 
-SETTINGS_KEY = web.AppKey("settings", Settings)
+__all__ = ["SETTINGS_KEY", "build_operations", "create_app"]
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=1024**2)
+def build_operations() -> OperationTable:
+    table = OperationTable()
+    for module in (routes_health, routes_docs, routes_transcribe, routes_jobs, routes_admin):
+        table.add(*module.operations())
+    return table
+
+
+def create_app(
+    settings: Settings, *, producer_options: dict[str, Any] | None = None
+) -> web.Application:
+    """``producer_options`` are passed to :class:`KafkaProducer` (tests shorten timeouts)."""
+    app = web.Application(
+        client_max_size=1024**2,
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+    )
     app[SETTINGS_KEY] = settings
-    routes_health.register(app)
+    app[METRICS_KEY] = ApiMetrics()
+    app[LIMITER_KEY] = RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
+    operations = build_operations()
+    app[OPERATIONS_KEY] = operations
+    operations.register(app.router)
+
+    async def clients(app: web.Application) -> AsyncIterator[None]:
+        codec = EventCodec(settings.schema_registry_url)
+        engine = create_engine(settings.effective_database_url, pool_size=10, max_overflow=10)
+        store = ObjectStore.from_settings(settings)
+        options: dict[str, Any] = {"delivery_timeout_s": settings.api_kafka_delivery_timeout_s}
+        options.update(producer_options or {})
+        producer = KafkaProducer.from_settings(settings, client_id="whisperstream-api", **options)
+        heartbeats = HeartbeatMonitor(
+            settings.kafka_bootstrap_servers, settings.topic_workers, codec
+        )
+        admin_key = settings.whisperstream_admin_key
+        app[CODEC_KEY] = codec
+        app[ENGINE_KEY] = engine
+        app[STORE_KEY] = store
+        app[PRODUCER_KEY] = producer
+        app[HEARTBEATS_KEY] = heartbeats
+        app[AUTHENTICATOR_KEY] = Authenticator(
+            database_lookup(engine), admin_key.get_secret_value() if admin_key else None
+        )
+        app[PUBLISHER_KEY] = Publisher(settings, producer, codec, engine, app[METRICS_KEY])
+        app[IDEMPOTENCY_KEY] = IdempotencyGuard(engine)
+        try:
+            await producer.start()
+            heartbeats.start()
+            yield
+        finally:
+            heartbeats.stop()
+            await producer.close(flush_timeout_s=5.0)
+            store.close()
+            await engine.dispose()
+            codec.close()
+
+    app.cleanup_ctx.append(clients)
     return app

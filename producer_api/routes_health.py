@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from producer_api.openapi import Access, Operation, json_body
+
 
 async def health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def register(app: web.Application) -> None:
-    app.router.add_get("/health", health)
-    app.router.add_get("/health/", health)
+def operations() -> tuple[Operation, ...]:
+    return (
+        Operation(
+            "GET",
+            "/health",
+            health,
+            "Liveness: the process answers",
+            "health",
+            Access.PUBLIC,
+            responses={200: json_body("Alive", {"type": "object"})},
+        ),
+    )

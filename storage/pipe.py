@@ -44,6 +44,20 @@ class ChunkPipe:
             self._buffered += len(data)
             self._cond.notify_all()
 
+    def try_write(self, data: bytes) -> bool:
+        """Queue ``data`` if it fits now (or the pipe is empty); False if it would block."""
+        with self._cond:
+            if self._closed:
+                raise ValueError("write to a closed pipe")
+            self._raise_if_aborted()
+            if self._buffered > 0 and self._buffered + len(data) > self._max:
+                return False
+            if data:
+                self._chunks.append(memoryview(data))
+                self._buffered += len(data)
+                self._cond.notify_all()
+            return True
+
     def close(self) -> None:
         """No more data: readers get the rest and then EOF."""
         with self._cond:

@@ -183,6 +183,16 @@ class ObjectStore:
             return False
         return True
 
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every key under ``prefix`` (recursively)."""
+        return self._call(
+            f"s3://{bucket}/{prefix}",
+            lambda: [
+                str(obj.object_name)
+                for obj in self._client.list_objects(bucket, prefix=prefix, recursive=True)
+            ],
+        )
+
     def get_bytes(self, uri: S3Uri, max_bytes: int | None = None) -> bytes:
         """The object's content; over ``max_bytes`` raises ValueError (checked first)."""
         if max_bytes is not None:

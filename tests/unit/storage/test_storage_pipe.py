@@ -72,3 +72,11 @@ def test_write_after_close_is_refused() -> None:
     pipe.close()
     with pytest.raises(ValueError, match="closed"):
         pipe.write(b"x")
+
+
+def test_try_write_refuses_instead_of_blocking() -> None:
+    pipe = ChunkPipe(max_buffered=4)
+    assert pipe.try_write(b"123")
+    assert not pipe.try_write(b"45")
+    assert pipe.read(3) == b"123"
+    assert pipe.try_write(b"45678")  # an empty pipe takes one oversized chunk

@@ -1,0 +1,145 @@
+"""What the API needs from the job tables beyond the read queries.
+
+``apply_now`` folds events into their job rows at once, through the same pure fold the
+projector uses, so a client can read its job right after the API has published it
+(read-your-writes).  It records no projector offsets: the projector folds the same
+events again later, and the fold is idempotent, so the row ends the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import fold
+from db.error_queries import MAX_PAGE_SIZE as MAX_ERROR_PAGE
+from db.error_queries import ErrorLogEntry, ErrorPage
+from db.fold import JobEvent
+from db.idempotency_keys import settle_idempotency_keys
+from db.mapping import JOB_COLUMNS, error_from_mapping, job_from_mapping, job_values
+from db.models import error_logs_table, jobs_table, projector_offsets_table
+from db.rows import JobRow
+from schemas.events import JobStatus
+
+
+async def apply_now(engine: AsyncEngine, events: Sequence[JobEvent]) -> list[JobRow]:
+    """Fold ``events`` (all naming a job) into their rows in one transaction."""
+    by_job: dict[uuid.UUID, list[JobEvent]] = {}
+    for event in events:
+        job_id = fold.job_id_of(event)
+        if job_id is None:
+            raise ValueError(f"event {event.event_id} names no job")
+        by_job.setdefault(job_id, []).append(event)
+    if not by_job:
+        return []
+    table = jobs_table
+    async with engine.begin() as connection:
+        placeholders = [
+            {
+                "id": job_id,
+                "status": JobStatus.PENDING.value,
+                "created_at": job_events[0].occurred_at,
+                "updated_at": job_events[0].occurred_at,
+            }
+            for job_id, job_events in sorted(by_job.items())
+        ]
+        inserted = await connection.execute(
+            pg_insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.id])
+            .returning(table.c.id),
+            placeholders,
+        )
+        created = set(inserted.scalars())
+        rows = await connection.execute(
+            select(table)
+            .where(table.c.id.in_(sorted(by_job)))
+            .order_by(table.c.id)
+            .with_for_update()
+        )
+        loaded = {m["id"]: job_from_mapping(m) for m in rows.mappings() if m["id"] not in created}
+        changed: list[JobRow] = []
+        for job_id, job_events in by_job.items():
+            row: JobRow | None = loaded.get(job_id)
+            for event in job_events:
+                row = fold.apply(row, event)
+            if row is not None and (job_id in created or loaded.get(job_id) != row):
+                changed.append(row)
+        changed = await settle_idempotency_keys(connection, changed, loaded)
+        if changed:
+            stmt = pg_insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["id"],
+                set_={name: stmt.excluded[name] for name in JOB_COLUMNS if name != "id"},
+            )
+            await connection.execute(stmt, [job_values(row) for row in changed])
+    return changed
+
+
+async def find_idempotent_job(
+    engine: AsyncEngine, *, owner: str, idempotency_key: str, created_after: datetime
+) -> uuid.UUID | None:
+    """The job ``owner`` created with ``idempotency_key`` after ``created_after``."""
+    table = jobs_table
+    stmt = (
+        select(table.c.id)
+        .where(
+            table.c.owner == owner,
+            table.c.idempotency_key == idempotency_key,
+            table.c.created_at > created_after,
+        )
+        .order_by(table.c.created_at, table.c.id)
+        .limit(1)
+    )
+    async with engine.connect() as connection:
+        return (await connection.execute(stmt)).scalar_one_or_none()
+
+
+async def projector_last_applied_at(engine: AsyncEngine) -> datetime | None:
+    """When the projector last moved any offset (None: it never has)."""
+    table = projector_offsets_table
+    async with engine.connect() as connection:
+        latest: datetime | None = (
+            await connection.execute(select(func.max(table.c.updated_at)))
+        ).scalar()
+    return latest
+
+
+async def list_errors_for_admin(
+    engine: AsyncEngine,
+    *,
+    resolved: bool | None = None,
+    error_type: str | None = None,
+    job_id: uuid.UUID | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> ErrorPage:
+    """As :func:`db.error_queries.list_errors`, with an ``error_type`` filter too."""
+    if not 1 <= limit <= MAX_ERROR_PAGE:
+        raise ValueError(f"limit must be within 1..{MAX_ERROR_PAGE}, got {limit}")
+    table = error_logs_table
+    stmt = select(table).order_by(table.c.id.desc()).limit(limit + 1)
+    if resolved is not None:
+        stmt = stmt.where(table.c.resolved == resolved)
+    if error_type is not None:
+        stmt = stmt.where(table.c.error_type == error_type)
+    if job_id is not None:
+        stmt = stmt.where(table.c.job_id == job_id)
+    if before_id is not None:
+        stmt = stmt.where(table.c.id < before_id)
+    async with engine.connect() as connection:
+        found = [
+            ErrorLogEntry(
+                id=m["id"],
+                resolved=m["resolved"],
+                resolved_at=m["resolved_at"],
+                row=error_from_mapping(m),
+            )
+            for m in (await connection.execute(stmt)).mappings()
+        ]
+    items = found[:limit]
+    return ErrorPage(items, items[-1].id if len(found) > limit else None)
