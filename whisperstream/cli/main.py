@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_cmds.app, name="stack")
 app.add_typer(topics_cmds.app, name="topics")
+app.add_typer(dlq_cmds.app, name="dlq")
 app.add_typer(keys_cmds.app, name="keys")
 app.command(name="up")(up)
 app.command(name="projector")(projector)
