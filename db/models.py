@@ -195,9 +195,29 @@ class ProjectorOffset(Base):
     updated_at: Mapped[datetime] = mapped_column(TZ_TIMESTAMP)
 
 
+class ProjectorLag(Base):
+    """How far the projector is behind, per partition, as of its latest batch.
+
+    Measured from the high watermark of the fetch responses (not a ListOffsets query,
+    which Tansu answers wrongly), and written with each batch, so any reader of Postgres
+    (the API's ``/admin/health``) sees it without talking to Kafka.
+    """
+
+    __tablename__ = "projector_lag"
+
+    consumer_group: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    high_watermark: Mapped[int] = mapped_column(BigInteger)
+    lag: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(TZ_TIMESTAMP)
+
+
 # Typed handles on the Core tables: ``Model.__table__`` is typed as a plain FromClause.
 jobs_table = cast(Table, TranscriptionJob.__table__)
 results_table = cast(Table, TranscriptionResult.__table__)
 error_logs_table = cast(Table, ErrorLog.__table__)
 api_keys_table = cast(Table, ApiKey.__table__)
 projector_offsets_table = cast(Table, ProjectorOffset.__table__)
+projector_lag_table = cast(Table, ProjectorLag.__table__)

@@ -1,0 +1,1 @@
+"""The projector service: Kafka topics folded into Postgres (``whisperstream projector``)."""

@@ -1,0 +1,69 @@
+"""Composition root of the projector process (``whisperstream projector``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from db.engine import create_engine
+from db.projector.config import ProjectorConfig
+from db.projector.lag import LagMetrics
+from db.projector.service import Projector
+from schemas.codec import EventCodec
+from whisperstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_projector(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; the batch in hand is committed before returning."""
+    return asyncio.run(_serve(settings))
+
+
+@contextlib.contextmanager
+def _metrics_server(registry: CollectorRegistry, host: str, port: int | None) -> Iterator[None]:
+    if port is None:
+        yield
+        return
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    log.info("projector metrics on http://%s:%d/metrics", host, server.server_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def _serve(settings: Settings) -> int:
+    config = ProjectorConfig.from_settings(settings)
+    registry = CollectorRegistry()
+    metrics = LagMetrics(registry)
+    engine = create_engine(settings.effective_database_url)
+    loop = asyncio.get_running_loop()
+    try:
+        with (
+            EventCodec(settings.schema_registry_url) as codec,
+            _metrics_server(registry, settings.api_host, settings.projector_metrics_port),
+        ):
+            projector = Projector(config, engine, codec, metrics=metrics)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, projector.stop)
+            log.info("projector %s over %s", config.group_id, ", ".join(config.topics))
+            stats = await projector.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await engine.dispose()
+    log.info(
+        "projector stopped: %d batches, %d records applied, %d skipped",
+        stats.batches,
+        stats.applied,
+        stats.skipped,
+    )
+    return 0
