@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     whisperstream_admin_key: SecretStr | None = None
+    # what the CLI's client commands (submit, status, jobs) talk to
+    whisperstream_api_url: str | None = Field(
+        default=None, description="API base URL for the client commands; unset: API_HOST:API_PORT"
+    )
+    whisperstream_api_key: SecretStr | None = None
     api_rate_limit_per_s: float = Field(default=200.0, gt=0)
     api_rate_limit_burst: int = Field(default=400, ge=1)
     api_kafka_delivery_timeout_s: float = Field(default=10.0, gt=0, le=300)
@@ -147,6 +152,10 @@ class Settings(BaseSettings):
     @property
     def request_topics(self) -> tuple[str, str, str]:
         return self.topic_requests_high, self.topic_requests_normal, self.topic_requests_retry
+
+    @property
+    def api_base_url(self) -> str:
+        return self.whisperstream_api_url or f"http://{self.api_host}:{self.api_port}"
 
     def topic_for_priority(self, priority: str) -> str:
         """The request topic of a priority ("high" or "normal")."""

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from whisperstream.cli import dlq_cmds, keys_cmds, stack_cmds, topics_cmds
+from whisperstream.cli import client_cmds, dlq_cmds, keys_cmds, stack_cmds, topics_cmds
 from whisperstream.cli.backfill_cmd import backfill_cmd
 from whisperstream.cli.common import err_console, settings_for
 from whisperstream.cli.projector_cmds import projector
@@ -28,6 +28,9 @@ app.command(name="up")(up)
 app.command(name="projector")(projector)
 app.command(name="tail")(tail_cmd)
 app.command(name="backfill")(backfill_cmd)
+app.command(name="submit")(client_cmds.submit)
+app.command(name="status")(client_cmds.status)
+app.command(name="jobs")(client_cmds.jobs)
 
 
 @app.command()

@@ -1,0 +1,93 @@
+"""Async calls to the whisperstream API: submit a file, read a job, fetch a result."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from whisperstream.errors import WhisperstreamError
+
+CHUNK = 256 * 1024
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# CLI format names -> the API's ?format= values
+FORMATS = {"json": "json", "txt": "text", "text": "text", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+
+
+class ApiError(WhisperstreamError):
+    """The API answered with an error; the message carries its problem detail."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+
+
+class ApiClient:
+    def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 600) -> None:
+        self._base = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._session = aiohttp.ClientSession(
+            headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self._session.close()
+
+    async def submit(
+        self,
+        path: Path,
+        options: dict[str, str],
+        on_bytes: Callable[[int], None] = lambda _n: None,
+    ) -> dict[str, Any]:
+        """Stream `path` to POST /transcribe; `on_bytes` is told of every chunk sent."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    on_bytes(len(chunk))
+                    yield chunk
+
+        form = aiohttp.FormData()
+        for name, value in options.items():
+            form.add_field(name, value)
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        form.add_field("file", chunks(), filename=path.name, content_type=content_type)
+        async with self._session.post(f"{self._base}/transcribe", data=form) as response:
+            return await _json(response)
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        async with self._session.get(f"{self._base}/transcribe/{job_id}") as response:
+            return await _json(response)
+
+    async def jobs(self, params: dict[str, str]) -> dict[str, Any]:
+        async with self._session.get(f"{self._base}/jobs", params=params) as response:
+            return await _json(response)
+
+    async def result(self, job_id: str, fmt: str) -> bytes:
+        url = f"{self._base}/transcribe/{job_id}"
+        async with self._session.get(url, params={"format": FORMATS[fmt]}) as response:
+            if response.status >= 400:
+                await _json(response)
+            return await response.read()
+
+
+async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body: Any = await response.json(content_type=None)
+    except (aiohttp.ContentTypeError, ValueError):
+        body = {"detail": (await response.text())[:500]}
+    if response.status >= 400:
+        detail = body.get("detail") or body.get("title") if isinstance(body, dict) else body
+        raise ApiError(response.status, str(detail))
+    if not isinstance(body, dict):
+        raise ApiError(response.status, f"unexpected body: {body!r}")
+    return body
