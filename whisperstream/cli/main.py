@@ -12,6 +12,7 @@ from whisperstream.cli.common import err_console, settings_for
 from whisperstream.cli.projector_cmds import projector
 from whisperstream.cli.tail_cmd import tail_cmd
 from whisperstream.cli.up_cmd import up
+from whisperstream.cli.worker_cmds import models_app, worker
 from whisperstream.errors import WhisperstreamError
 from whisperstream.logs import configure_logging
 
@@ -31,6 +32,8 @@ app.command(name="backfill")(backfill_cmd)
 app.command(name="submit")(client_cmds.submit)
 app.command(name="status")(client_cmds.status)
 app.command(name="jobs")(client_cmds.jobs)
+app.command(name="worker")(worker)
+app.add_typer(models_app, name="models")
 
 
 @app.command()

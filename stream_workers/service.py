@@ -1,0 +1,287 @@
+"""The worker's composition root: every component of one worker process, and how a
+request message becomes a job. The Faust layer only feeds messages in."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.codec import EventCodec
+from schemas.errors import UndecodableEvent
+from schemas.events import (
+    DeadLetter,
+    SourcePosition,
+    TranscriptionRequested,
+    WorkerHeartbeat,
+    new_event_id,
+    utc_now,
+)
+from storage.s3 import ObjectStore
+from stream_workers.config import WorkerTuning
+from stream_workers.engines.loader import EngineLoader
+from stream_workers.job import Delivery, JobRunner, Outcome
+from stream_workers.kafka_io import (
+    CancelRegistry,
+    ControlReader,
+    KafkaPublisher,
+    KafkaUnavailableError,
+)
+from stream_workers.models.catalog import ModelCatalog
+from stream_workers.pool import ModelPool
+from stream_workers.scheduler import SlotScheduler
+from whisperstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class _Counts:
+    processed: int = 0
+    failed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class WorkerService:
+    def __init__(self, settings: Settings, tuning: WorkerTuning) -> None:
+        self.settings = settings
+        self.tuning = tuning
+        self.worker_id = tuning.worker_id or default_worker_id()
+        self.fatal = asyncio.Event()
+        self._counts = _Counts()
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._delayed = asyncio.Semaphore(tuning.max_delayed_retries)
+        self._closers: list[Callable[[], None]] = []
+
+    # -- lifetime --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings, tuning = self.settings, self.tuning
+        self.codec = EventCodec()
+        self._closers.append(self.codec.close)
+        self.publisher = KafkaPublisher(
+            settings.kafka_bootstrap_servers, self.codec, client_id=self.worker_id
+        )
+        self._closers.append(self.publisher.close)
+        self.cancels = CancelRegistry()
+        self.control = ControlReader(
+            settings.kafka_bootstrap_servers,
+            settings.topic_control,
+            codec=self.codec,
+            registry=self.cancels,
+            publisher=self.publisher,
+            dlq_topic=settings.topic_dlq,
+        )
+        self._closers.append(self.control.close)
+        await asyncio.to_thread(self.control.start)
+        # Read the cancels already in the topic before taking any job.
+        await asyncio.to_thread(self.control.caught_up.wait, 30)
+        self.store = ObjectStore.from_settings(settings)
+        self._closers.append(self.store.close)
+        cache = tuning.whisper_cache_dir or settings.whisperstream_state_dir / "models"
+        catalog = ModelCatalog(settings.whisper_model_dir, cache)
+        self.loader = EngineLoader(
+            catalog,
+            device=tuning.whisper_device,
+            cpu_threads=tuning.whisper_cpu_threads,
+            batch_size=tuning.whisper_batch_size,
+        )
+        self.pool = ModelPool(
+            self.loader,
+            max_size=settings.model_pool_max_size,
+            max_memory_mb=settings.model_pool_max_memory_mb,
+        )
+        self._closers.append(self.pool.close)
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            settings.worker_concurrency + 1, thread_name_prefix="transcribe"
+        )
+        self._closers.append(lambda: self.executor.shutdown(wait=False, cancel_futures=True))
+        self.workdir = Path(tempfile.mkdtemp(prefix="whisperstream-worker-"))
+        self._closers.append(lambda: shutil.rmtree(self.workdir, ignore_errors=True))
+        default_key = self.loader.key_for(settings.whisper_engine, settings.whisper_model_size)
+        if settings.model_pool_size:
+            await asyncio.to_thread(
+                self.pool.warm,
+                default_key,
+                settings.model_pool_size,
+                tuning.model_acquire_timeout_s,
+            )
+        self.scheduler = SlotScheduler(settings.worker_concurrency)
+        self.runner = JobRunner(
+            settings=settings,
+            tuning=tuning,
+            worker_id=self.worker_id,
+            pool=self.pool,
+            key_for=self.loader.key_for,
+            store=self.store,
+            publisher=self.publisher,
+            cancels=self.cancels,
+            executor=self.executor,
+            workdir=self.workdir,
+        )
+        self._spawn_background(self._heartbeats())
+        log.info(
+            "worker %s ready: %d slot(s), pool %s",
+            self.worker_id,
+            settings.worker_concurrency,
+            self.pool.loaded(),
+        )
+
+    async def drain(self) -> bool:
+        """Take no new jobs; give running ones the grace period. True when all finished."""
+        self.scheduler.close()
+        try:
+            async with asyncio.timeout(self.tuning.shutdown_grace_s):
+                await self.scheduler.wait_idle()
+                while self._jobs:
+                    await asyncio.wait(set(self._jobs))
+        except TimeoutError:
+            log.warning(
+                "%d job(s) still running after the %.0fs grace period: left uncommitted for "
+                "redelivery",
+                len(self._jobs),
+                self.tuning.shutdown_grace_s,
+            )
+            return False
+        return True
+
+    async def close(self) -> None:
+        for task in [*self._jobs, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._jobs, *self._background, return_exceptions=True)
+        for closer in reversed(self._closers):
+            closer()
+
+    # -- messages --------------------------------------------------------------------
+
+    async def admit(
+        self, raw: bytes | None, key: bytes | None, position: SourcePosition, ack: Ack
+    ) -> None:
+        """Decode, wait for a slot by priority, and start the job; returns once it started.
+
+        A retry not yet due waits in the background (it does not hold up the topic), and
+        an undecodable value goes to the DLQ. `ack` runs only after the job's terminal
+        event was delivered.
+        """
+        raw = raw or b""
+        try:
+            request = self.codec.decode(raw, TranscriptionRequested)
+        except UndecodableEvent as exc:
+            await self._dead_letter_undecodable(raw, key, position, exc)
+            await ack()
+            return
+        delivery = Delivery(request, position, raw)
+        due = request.not_before
+        if due is not None and due > utc_now():
+            await self._delayed.acquire()
+            self._spawn_job(self._later(delivery, (due - utc_now()).total_seconds(), ack))
+            return
+        await self._start(delivery, ack)
+
+    async def _later(self, delivery: Delivery, delay: float, ack: Ack) -> None:
+        try:
+            await asyncio.sleep(max(0.0, delay))
+        finally:
+            self._delayed.release()
+        await self._start(delivery, ack)
+
+    async def _start(self, delivery: Delivery, ack: Ack) -> None:
+        slot = await self.scheduler.acquire(delivery.request.priority)
+        self._spawn_job(self._job(delivery, ack, slot.release))
+
+    async def _job(self, delivery: Delivery, ack: Ack, release: Callable[[], None]) -> None:
+        try:
+            outcome = await self.runner.run(delivery)
+        except Exception:
+            # The terminal event could not be delivered (the broker is gone): leave the
+            # offset uncommitted and stop the worker so the job is redelivered.
+            log.exception("job %s: terminal event not delivered", delivery.request.job_id)
+            self.fatal.set()
+            raise
+        finally:
+            release()
+        self._count(outcome)
+        await ack()
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome in (Outcome.COMPLETED, Outcome.ALREADY_COMPLETED):
+            self._counts.processed += 1
+        elif outcome == Outcome.FAILED:
+            self._counts.failed += 1
+        self._counts.outcomes[outcome.value] = self._counts.outcomes.get(outcome.value, 0) + 1
+
+    async def _dead_letter_undecodable(
+        self, raw: bytes, key: bytes | None, position: SourcePosition, exc: UndecodableEvent
+    ) -> None:
+        job_id = key.decode("utf-8", "replace") if key else None
+        log.error("undecodable message at %s: %s; sent to the DLQ", position, exc)
+        dead = DeadLetter(
+            event_id=new_event_id(),
+            job_id=job_id,
+            occurred_at=utc_now(),
+            error_type="UndecodableEvent",
+            error_message=str(exc),
+            stack_trace=None,
+            retry_count=0,
+            source=position,
+            original_value=raw,
+            request=None,
+        )
+        await self.publisher.publish(self.settings.topic_dlq, job_id or new_event_id(), dead)
+
+    def _spawn_job(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    def _spawn_background(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- heartbeats ------------------------------------------------------------------
+
+    def heartbeat(self) -> WorkerHeartbeat:
+        return WorkerHeartbeat(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            occurred_at=utc_now(),
+            engines=list(self.loader.engines()),
+            loaded_models=self.pool.loaded(),
+            pool=self.pool.stats(),
+            in_flight=self.scheduler.in_use,
+            concurrency=self.settings.worker_concurrency,
+            processed=self._counts.processed,
+            failed=self._counts.failed,
+        )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self.publisher.publish(
+                    self.settings.topic_workers, self.worker_id, self.heartbeat()
+                )
+            except KafkaUnavailableError as exc:
+                # a missed heartbeat is only a gap in /admin/health; the next one may get through
+                log.warning("heartbeat not delivered: %s", exc)
+            await asyncio.sleep(self.tuning.heartbeat_interval_s)
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        return dict(self._counts.outcomes)
