@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from whisperstream.cli.common import console, settings_for
@@ -77,7 +77,7 @@ def submit(
             output=output,
         )
     )
-    failed = [name for name, status in outcomes if status not in ("completed", "pending")]
+    failed = [name for name, status in outcomes if not status.startswith(("completed", "pending"))]
     for name, status in outcomes:
         console.print(f"{name}: {status}", highlight=False)
     if failed:
@@ -93,7 +93,7 @@ async def _submit_all(
     fmt: str,
     output: Path | None,
 ) -> list[tuple[str, str]]:
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
     async with client:
         with Progress(*columns, console=console) as progress:
             bars = {
@@ -123,9 +123,7 @@ async def _submit_all(
             if status == "completed":
                 target = (output or path.parent) / f"{path.stem}.{fmt}"
                 target.write_bytes(await client.result(job_id, fmt))
-                status = f"completed -> {target}"
-                outcomes.append((path.name, "completed"))
-                console.print(f"{path.name}: {status}", highlight=False)
+                outcomes.append((path.name, f"completed -> {target}"))
             else:
                 error = final.get("error") or {}
                 outcomes.append((path.name, f"{status} {error.get('message') or ''}".strip()))

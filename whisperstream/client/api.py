@@ -29,18 +29,26 @@ class ApiError(WhisperstreamError):
 class ApiClient:
     def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 600) -> None:
         self._base = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._session = aiohttp.ClientSession(
-            headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-        )
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
+        # the session needs the running loop, so it is made here, not in __init__
+        self._http = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self
 
     async def __aexit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        await self._session.close()
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("use ApiClient as `async with ApiClient(...) as client`")
+        return self._http
 
     async def submit(
         self,
