@@ -17,3 +17,11 @@ class InvalidJobIdError(DbError, ValueError):
 
 class InvalidCursorError(DbError, ValueError):
     """A page cursor that this package did not issue (or that was altered)."""
+
+
+class ProjectorGroupActiveError(DbError):
+    """The projector's consumer group has members; replay and rebuild need it stopped."""
+
+
+class InvalidOffsetsError(DbError, ValueError):
+    """A ``--from-offsets`` value that names no partition of the projected topics."""

@@ -9,7 +9,7 @@ import typer
 from whisperstream.cli import client_cmds, dlq_cmds, keys_cmds, stack_cmds, topics_cmds
 from whisperstream.cli.backfill_cmd import backfill_cmd
 from whisperstream.cli.common import err_console, settings_for
-from whisperstream.cli.projector_cmds import projector
+from whisperstream.cli.projector_cmds import projector, replay
 from whisperstream.cli.tail_cmd import tail_cmd
 from whisperstream.cli.up_cmd import up
 from whisperstream.cli.worker_cmds import models_app, worker
@@ -27,6 +27,7 @@ app.add_typer(dlq_cmds.app, name="dlq")
 app.add_typer(keys_cmds.app, name="keys")
 app.command(name="up")(up)
 app.command(name="projector")(projector)
+app.command(name="replay")(replay)
 app.command(name="tail")(tail_cmd)
 app.command(name="backfill")(backfill_cmd)
 app.command(name="submit")(client_cmds.submit)
