@@ -18,6 +18,7 @@ from producer_api.openapi import Access, Operation, Param, json_body, problem
 from producer_api.problems import not_found, validation_error
 from producer_api.submission import database_unavailable
 from schemas.events import WorkerHeartbeat, utc_now
+from whisperstream.errors import WhisperstreamError
 
 CHECK_TIMEOUT_S = 3.0
 MAX_LIMIT = 100
@@ -39,7 +40,7 @@ async def _timed(check: Callable[[], Awaitable[object]]) -> dict[str, Any]:
         await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
     except TimeoutError:
         status, detail = "error", f"no answer within {CHECK_TIMEOUT_S:.0f} s"
-    except (OSError, SQLAlchemyError, RuntimeError, ValueError) as exc:
+    except (WhisperstreamError, OSError, SQLAlchemyError, RuntimeError, ValueError) as exc:
         status, detail = "error", str(exc)
     else:
         status, detail = "ok", None

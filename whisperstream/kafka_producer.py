@@ -9,6 +9,7 @@ delivery reports are served by a poll thread and handed to the event loop with
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any, Self
@@ -46,6 +47,8 @@ class KafkaProducer:
             "acks": "all",
             "linger.ms": 2,
             "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+            # librdkafka's own log lines go to Python logging instead of raw stderr
+            "logger": logging.getLogger("whisperstream.kafka"),
             "request.timeout.ms": max(1000, min(30000, int(delivery_timeout_s * 1000))),
             **(config or {}),
         }
