@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from ops.kafka.topics import apply_topics, default_topic_specs
+from storage.s3 import ObjectStore
 from tests.support.stack import RunningStack, random_stack_settings, stack_state_dir
 from whisperstream.settings import Settings
 from whisperstream.stack.manager import LocalStack
@@ -97,6 +98,20 @@ def fresh_topics(running_stack: RunningStack) -> Settings:
     settings = base.model_copy(update=updates)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     apply_topics(admin, default_topic_specs(settings))
+    return settings
+
+
+@pytest.fixture
+def fresh_buckets(running_stack: RunningStack) -> Settings:
+    """Settings whose audio and results buckets are new (and empty) for this test."""
+    suffix = uuid.uuid4().hex[:8]
+    base = running_stack.settings
+    settings = base.model_copy(
+        update={"audio_bucket": f"audio-{suffix}", "results_bucket": f"results-{suffix}"}
+    )
+    with ObjectStore.from_settings(settings) as store:
+        store.ensure_bucket(settings.audio_bucket)
+        store.ensure_bucket(settings.results_bucket)
     return settings
 
 

@@ -190,3 +190,19 @@ def test_cli_up_status_down() -> None:
     stopped = run("status")
     assert stopped.returncode == 1
     assert "stopped" in stopped.stdout
+
+
+def test_isolation_fixtures_are_fresh(
+    fresh_topics: Settings, fresh_buckets: Settings, fresh_database_url: str
+) -> None:
+    topics = AdminClient({"bootstrap.servers": fresh_topics.kafka_bootstrap_servers}).list_topics(
+        timeout=10
+    )
+    assert fresh_topics.topic_status in topics.topics
+    assert fresh_topics.topic_status != "transcription.status"
+    client = _s3(fresh_buckets)
+    assert client.bucket_exists(fresh_buckets.audio_bucket)
+    assert list(client.list_objects(fresh_buckets.audio_bucket)) == []
+    url = fresh_database_url.replace("postgresql+asyncpg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select count(*) from transcription_jobs").fetchone() == (0,)
