@@ -24,7 +24,7 @@ from db.idempotency_keys import settle_idempotency_keys
 from db.mapping import JOB_COLUMNS, error_from_mapping, job_from_mapping, job_values
 from db.models import error_logs_table, jobs_table, projector_offsets_table
 from db.rows import JobRow
-from schemas.events import JobStatus
+from schemas.events import JobStatus, TranscriptionRequested
 
 
 async def apply_now(engine: AsyncEngine, events: Sequence[JobEvent]) -> list[JobRow]:
@@ -78,6 +78,30 @@ async def apply_now(engine: AsyncEngine, events: Sequence[JobEvent]) -> list[Job
             )
             await connection.execute(stmt, [job_values(row) for row in changed])
     return changed
+
+
+async def insert_new_job(engine: AsyncEngine, event: TranscriptionRequested) -> bool:
+    """Read-your-writes for a job id the API has just made, in one statement.
+
+    The row is the fold of the request alone.  If a row exists already (the projector
+    was faster), that row has folded this request too, so nothing is written.  Only for
+    requests without an idempotency key: a key may need settling (see
+    :func:`apply_now`).  Returns whether a row was inserted.
+    """
+    if event.idempotency_key is not None:
+        raise ValueError("a request with an idempotency key goes through apply_now")
+    row = fold.apply(None, event)
+    if row is None:
+        raise ValueError(f"event {event.event_id} names no job")
+    table = jobs_table
+    stmt = (
+        pg_insert(table)
+        .values(job_values(row))
+        .on_conflict_do_nothing(index_elements=[table.c.id])
+        .returning(table.c.id)
+    )
+    async with engine.begin() as connection:
+        return (await connection.execute(stmt)).first() is not None
 
 
 async def find_idempotent_job(

@@ -69,7 +69,15 @@ def create_app(
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         codec = EventCodec(settings.schema_registry_url)
-        engine = create_engine(settings.effective_database_url, pool_size=10, max_overflow=10)
+        # No pre-ping: it doubles the round trips of every read. A connection that died
+        # with Postgres fails one request (503) and the pool is invalidated.
+        engine = create_engine(
+            settings.effective_database_url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=False,
+            pool_recycle=300,
+        )
         store = ObjectStore.from_settings(settings)
         options: dict[str, Any] = {"delivery_timeout_s": settings.api_kafka_delivery_timeout_s}
         options.update(producer_options or {})

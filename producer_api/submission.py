@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.api_support import apply_now, find_idempotent_job
+from db.api_support import apply_now, find_idempotent_job, insert_new_job
 from db.fold import JobEvent
 from producer_api.auth import Principal
 from producer_api.metrics import ApiMetrics
@@ -85,7 +85,10 @@ class Publisher:
     async def reflect(self, event: JobEvent) -> None:
         """Read-your-writes: fold the published event into Postgres now, if it is up."""
         try:
-            await apply_now(self.engine, [event])
+            if isinstance(event, TranscriptionRequested) and event.idempotency_key is None:
+                await insert_new_job(self.engine, event)
+            else:
+                await apply_now(self.engine, [event])
         except (SQLAlchemyError, OSError) as exc:
             log.warning("job %s is in Kafka but not yet in Postgres: %s", event.job_id, exc)
 
