@@ -18,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 from db.api_keys import create_api_key
 from db.engine import create_engine
@@ -39,6 +41,7 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    api_cpu_s: float
 
     @property
     def rate(self) -> float:
@@ -62,11 +65,17 @@ def wav_file(size: int) -> bytes:
     return header + bytes((i * 37) % 256 for i in range(data))
 
 
-async def drive(
-    name: str, count: int, concurrency: int, request: object, session: aiohttp.ClientSession
-) -> Result:
-    call = request
-    assert callable(call)
+Request = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Target:
+    session: aiohttp.ClientSession
+    api: psutil.Process
+    """The API process, for the CPU time it spends per request."""
+
+
+async def drive(target: Target, name: str, count: int, concurrency: int, call: Request) -> Result:
     latencies: list[float] = []
     errors = 0
     next_index = 0
@@ -77,16 +86,19 @@ async def drive(
             index = next_index
             next_index += 1
             started = time.perf_counter()
-            ok = await call(session, index)
+            ok = await call(target.session, index)
             latencies.append(time.perf_counter() - started)
             errors += 0 if ok else 1
 
+    cpu_before = sum(target.api.cpu_times()[:2])
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, count, concurrency, time.perf_counter() - started, latencies, errors)
+    elapsed = time.perf_counter() - started
+    cpu = sum(target.api.cpu_times()[:2]) - cpu_before
+    return Result(name, count, concurrency, elapsed, latencies, errors, cpu)
 
 
-async def run_load(url: str, key: str, args: argparse.Namespace) -> list[Result]:
+async def run_load(url: str, key: str, args: argparse.Namespace, pid: int) -> list[Result]:
     headers = {"Authorization": f"Bearer {key}"}
     body = wav_file(1024 * 1024)
     job_ids: list[str] = []
@@ -108,12 +120,13 @@ async def run_load(url: str, key: str, args: argparse.Namespace) -> list[Result]
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await drive("warm-up", 20, 4, post, session)
+        target = Target(session, psutil.Process(pid))
+        await drive(target, "warm-up", 20, 4, post)
         posts = await drive(
-            "POST /transcribe (1 MB)", args.posts, args.post_concurrency, post, session
+            target, "POST /transcribe (1 MB)", args.posts, args.post_concurrency, post
         )
-        await drive("warm-up", 200, 8, get, session)
-        gets = await drive("GET /transcribe/{id}", args.gets, args.get_concurrency, get, session)
+        await drive(target, "warm-up", 200, 8, get)
+        gets = await drive(target, "GET /transcribe/{id}", args.gets, args.get_concurrency, get)
     return [posts, gets]
 
 
@@ -144,13 +157,18 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"| {'case':<26} | requests | conc. | req/s  | p50 ms | p95 ms | p99 ms | errors |")
-    print(f"|{'-' * 28}|----------|-------|--------|--------|--------|--------|--------|")
+    print(
+        f"| {'case':<26} | requests | conc. | req/s  | p50 ms | p95 ms | p99 ms | errors "
+        "| API CPU ms/req |"
+    )
+    print(
+        f"|{'-' * 28}|----------|-------|--------|--------|--------|--------|--------|{'-' * 16}|"
+    )
     for r in results:
         print(
             f"| {r.name:<26} | {r.requests:>8} | {r.concurrency:>5} | {r.rate:>6.0f} "
             f"| {r.percentile(50):>6.1f} | {r.percentile(95):>6.1f} | {r.percentile(99):>6.1f} "
-            f"| {r.errors:>6} |"
+            f"| {r.errors:>6} | {r.api_cpu_s / r.requests * 1000:>14.2f} |"
         )
 
 
@@ -198,7 +216,7 @@ def main() -> int:
         try:
             wait_ready(url, process)
             key = asyncio.run(create_key(settings))
-            results = asyncio.run(run_load(url, key, args))
+            results = asyncio.run(run_load(url, key, args, process.pid))
         finally:
             process.terminate()
             process.wait(20)
