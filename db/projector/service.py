@@ -110,15 +110,17 @@ class Projector:
     async def run(self) -> ProjectorStats:
         """Project until :meth:`stop`; a non-transient error propagates."""
         self._loop = asyncio.get_running_loop()
-        consumer = await self._kafka(Consumer, self.config.consumer_config())
         try:
-            await self._kafka(
-                consumer.subscribe, list(self.config.topics), on_assign=self._on_assign
-            )
-            while not self._stop.is_set():
-                await self._step(consumer)
+            consumer = await self._kafka(Consumer, self.config.consumer_config())
+            try:
+                await self._kafka(
+                    consumer.subscribe, list(self.config.topics), on_assign=self._on_assign
+                )
+                while not self._stop.is_set():
+                    await self._step(consumer)
+            finally:
+                await self._kafka(consumer.close)
         finally:
-            await self._kafka(consumer.close)
             self._executor.shutdown(wait=True)
         return self.stats
 
