@@ -28,6 +28,7 @@ from schemas.events import (
 from storage.s3 import ObjectStore
 from stream_workers.config import WorkerTuning
 from stream_workers.engines.loader import EngineLoader
+from stream_workers.errors import WorkerStoppingError
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.kafka_io import (
     CancelRegistry,
@@ -65,6 +66,7 @@ class WorkerService:
         self._counts = _Counts()
         self._jobs: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._waiting_retries: set[asyncio.Task[None]] = set()
         self._delayed = asyncio.Semaphore(tuning.max_delayed_retries)
         self._closers: list[Callable[[], None]] = []
 
@@ -145,6 +147,8 @@ class WorkerService:
     async def drain(self) -> bool:
         """Take no new jobs; give running ones the grace period. True when all finished."""
         self.scheduler.close()
+        for waiting in self._waiting_retries:
+            waiting.cancel()  # retries not yet due stay unacked, for redelivery
         try:
             async with asyncio.timeout(self.tuning.shutdown_grace_s):
                 await self.scheduler.wait_idle()
@@ -161,9 +165,10 @@ class WorkerService:
         return True
 
     async def close(self) -> None:
-        for task in [*self._jobs, *self._background]:
+        tasks = [*self._jobs, *self._background, *self._waiting_retries]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._jobs, *self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for closer in reversed(self._closers):
             closer()
 
@@ -189,7 +194,11 @@ class WorkerService:
         due = request.not_before
         if due is not None and due > utc_now():
             await self._delayed.acquire()
-            self._spawn_job(self._later(delivery, (due - utc_now()).total_seconds(), ack))
+            task = asyncio.ensure_future(
+                self._later(delivery, (due - utc_now()).total_seconds(), ack)
+            )
+            self._waiting_retries.add(task)
+            task.add_done_callback(self._waiting_retries.discard)
             return
         await self._start(delivery, ack)
 
@@ -198,7 +207,10 @@ class WorkerService:
             await asyncio.sleep(max(0.0, delay))
         finally:
             self._delayed.release()
-        await self._start(delivery, ack)
+        try:
+            await self._start(delivery, ack)
+        except WorkerStoppingError:
+            return  # stopping: left unacked, so another worker gets it
 
     async def _start(self, delivery: Delivery, ack: Ack) -> None:
         slot = await self.scheduler.acquire(delivery.request.priority)

@@ -1,0 +1,238 @@
+"""Drives real worker processes against the real broker and S3 for the worker tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from schemas.codec import EventCodec
+from schemas.events import (
+    AudioRef,
+    CancelRequested,
+    Event,
+    JobStatus,
+    JobStatusChanged,
+    Priority,
+    Source,
+    Task,
+    TranscriptionOptions,
+    TranscriptionRequested,
+    new_event_id,
+    utc_now,
+)
+from storage.keys import audio_uri
+from storage.s3 import ObjectStore
+from tests.support.stack import RunningStack
+from whisperstream.settings import Settings
+
+E = TypeVar("E", bound=Event)
+REPO = Path(__file__).resolve().parents[3]
+
+
+class Bus:
+    """Produces requests and reads whole topics back, all through the real broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.codec = EventCodec()
+        self.producer = Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True}
+        )
+        self.store = ObjectStore.from_settings(settings)
+        self._consumers: dict[str, tuple[Consumer, list[bytes]]] = {}
+
+    def close(self) -> None:
+        for consumer, _ in self._consumers.values():
+            consumer.close()
+        self.store.close()
+        self.codec.close()
+
+    def upload(self, job_id: str, audio: Path) -> str:
+        uri = audio_uri(self.settings.audio_bucket, job_id, audio.name)
+        self.store.put_bytes(uri, audio.read_bytes(), "audio/flac")
+        return str(uri)
+
+    def request(
+        self, audio: Path, priority: Priority = Priority.NORMAL, job_id: str | None = None
+    ) -> TranscriptionRequested:
+        job_id = job_id or new_event_id()
+        uri = self.upload(job_id, audio)
+        request = TranscriptionRequested(
+            event_id=new_event_id(),
+            job_id=job_id,
+            occurred_at=utc_now(),
+            priority=priority,
+            attempt=1,
+            not_before=None,
+            audio=AudioRef(uri, audio.stat().st_size, "0" * 64, "audio/flac", audio.name),
+            model="tiny.en",
+            engine=None,
+            language=None,
+            task=Task.TRANSCRIBE,
+            options=TranscriptionOptions(),
+            owner=None,
+            idempotency_key=None,
+            callback_url=None,
+            source=Source.KAFKA,
+            correlation_id=None,
+        )
+        topic = (
+            self.settings.topic_requests_high
+            if priority == Priority.HIGH
+            else self.settings.topic_requests_normal
+        )
+        self.send(topic, job_id, self.codec.encode(request))
+        return request
+
+    def cancel(self, job_id: str) -> None:
+        event = CancelRequested(new_event_id(), job_id, utc_now(), "test", None)
+        self.send(self.settings.topic_control, job_id, self.codec.encode(event))
+
+    def send(self, topic: str, key: str, value: bytes) -> None:
+        self.producer.produce(topic, key=key.encode(), value=value)
+        assert self.producer.flush(15) == 0
+
+    def read(self, topic: str, kind: type[E]) -> list[E]:
+        """Everything in `topic` so far (new messages are polled on every call)."""
+        if topic not in self._consumers:
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                    "group.id": f"test-reader-{new_event_id()}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                }
+            )
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
+            self._consumers[topic] = (consumer, [])
+        consumer, seen = self._consumers[topic]
+        # read until every partition reports its end once (or a short deadline passes)
+        pending = {tp.partition for tp in consumer.assignment()}
+        deadline = time.monotonic() + 5
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.1)
+            if message is None:
+                continue
+            if message.error() is None:
+                seen.append(message.value() or b"")
+            elif (
+                error := message.error()
+            ) is not None and error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(message.partition() or 0)
+        return [self.codec.decode(raw, kind) for raw in seen]
+
+    def statuses(self, job_id: str) -> list[JobStatusChanged]:
+        return [
+            e for e in self.read(self.settings.topic_status, JobStatusChanged) if e.job_id == job_id
+        ]
+
+    def terminal(self, job_id: str) -> JobStatusChanged | None:
+        return next((e for e in self.statuses(job_id) if e.status.is_terminal), None)
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def worker_env(stack: RunningStack, settings: Settings, **extra: str) -> dict[str, str]:
+    topics = {
+        name.upper(): getattr(settings, name)
+        for name in (
+            "topic_requests_high",
+            "topic_requests_normal",
+            "topic_requests_retry",
+            "topic_control",
+            "topic_status",
+            "topic_dlq",
+            "topic_workers",
+        )
+    }
+    return {
+        **os.environ,
+        **stack.env,
+        **topics,
+        "WHISPER_CACHE_DIR": str(settings.whisperstream_state_dir / "models"),
+        "WHISPER_CPU_THREADS": "2",
+        "HEARTBEAT_INTERVAL_S": "1",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A `whisperstream worker` process; SIGTERM on exit (then SIGKILL if it hangs)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "whisperstream.cli.main", "worker"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout)
+
+
+def concat_audio(source: Path, times: int, destination: Path) -> Path:
+    listing = destination.with_suffix(".txt")
+    listing.write_text("".join(f"file '{source}'\n" for _ in range(times)))
+    subprocess.run(
+        [
+            shutil.which("ffmpeg") or "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c:a",
+            "flac",
+            str(destination),
+        ],
+        check=True,
+    )
+    return destination
+
+
+def completed_text(bus: Bus, job_id: str) -> str:
+    event = bus.terminal(job_id)
+    assert event is not None
+    assert event.status == JobStatus.COMPLETED, event
+    assert event.result is not None
+    return event.result.text
