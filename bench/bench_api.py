@@ -178,6 +178,9 @@ def main() -> int:
     parser.add_argument("--post-concurrency", type=int, default=8)
     parser.add_argument("--gets", type=int, default=10000)
     parser.add_argument("--get-concurrency", type=int, default=16)
+    parser.add_argument(
+        "--profile", type=Path, help="run the API under cProfile and write its stats here"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="whisperstream-bench-api-") as tmp:
@@ -204,10 +207,11 @@ def main() -> int:
             "API_RATE_LIMIT_PER_S": "1000000",
             "API_RATE_LIMIT_BURST": "1000000",
         }
+        profile = ["-m", "cProfile", "-o", str(args.profile)] if args.profile else []
         log_path = Path(tmp) / "api.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "whisperstream.cli.main", "api"],
+                [sys.executable, *profile, "-m", "whisperstream.cli.main", "api"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -8,11 +8,12 @@ events again later, and the fold is idempotent, so the row ends the same.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,8 +22,15 @@ from db.error_queries import MAX_PAGE_SIZE as MAX_ERROR_PAGE
 from db.error_queries import ErrorLogEntry, ErrorPage
 from db.fold import JobEvent
 from db.idempotency_keys import settle_idempotency_keys
-from db.mapping import JOB_COLUMNS, error_from_mapping, job_from_mapping, job_values
-from db.models import error_logs_table, jobs_table, projector_offsets_table
+from db.mapping import (
+    JOB_COLUMNS,
+    RESULT_COLUMNS,
+    error_from_mapping,
+    job_from_mapping,
+    job_values,
+    result_from_mapping,
+)
+from db.models import error_logs_table, jobs_table, projector_offsets_table, results_table
 from db.rows import JobRow
 from schemas.events import JobStatus, TranscriptionRequested
 
@@ -102,6 +110,36 @@ async def insert_new_job(engine: AsyncEngine, event: TranscriptionRequested) -> 
     )
     async with engine.begin() as connection:
         return (await connection.execute(stmt)).first() is not None
+
+
+@functools.cache
+def _owned_job_statement() -> Select[tuple[object, ...]]:
+    # Built once: constructing this select (a join and a dozen labelled columns) costs
+    # more than running it, and GET /transcribe/{id} runs it on every request.
+    jobs = jobs_table
+    results = results_table
+    result_columns = [results.c[name].label(f"result_{name}") for name in RESULT_COLUMNS]
+    return (
+        select(jobs, *result_columns)
+        .select_from(jobs.outerjoin(results, results.c.job_id == jobs.c.id))
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner"))
+    )
+
+
+async def get_owned_job(engine: AsyncEngine, job_id: uuid.UUID, owner: str) -> JobRow | None:
+    """As :func:`db.job_queries.get_job` for one owner, with a prepared statement."""
+    async with engine.connect() as connection:
+        found = (
+            (await connection.execute(_owned_job_statement(), {"job_id": job_id, "owner": owner}))
+            .mappings()
+            .first()
+        )
+    if found is None:
+        return None
+    result = None
+    if found["result_job_id"] is not None:
+        result = result_from_mapping({name: found[f"result_{name}"] for name in RESULT_COLUMNS})
+    return job_from_mapping(found, result)
 
 
 async def find_idempotent_job(

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.job_queries import get_job
+from db.api_support import get_owned_job
 from db.rows import JobRow
 from producer_api.appkeys import ENGINE_KEY, METRICS_KEY, SETTINGS_KEY, STORE_KEY
 from producer_api.middlewares import principal_of
@@ -229,7 +229,7 @@ def _job_id(request: web.Request) -> uuid.UUID:
 
 async def _find(request: web.Request, job_id: uuid.UUID) -> JobRow | None:
     try:
-        return await get_job(request.app[ENGINE_KEY], job_id, principal_of(request).owner)
+        return await get_owned_job(request.app[ENGINE_KEY], job_id, principal_of(request).owner)
     except (SQLAlchemyError, OSError) as exc:
         raise database_unavailable("jobs cannot be read") from exc
 
