@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.api_support import list_errors_for_admin, projector_last_applied_at
 from db.error_queries import ErrorLogEntry, resolve_error
+from db.lag_queries import lag_report, read_projector_lag
 from producer_api.appkeys import ENGINE_KEY, HEARTBEATS_KEY, PRODUCER_KEY, SETTINGS_KEY, STORE_KEY
 from producer_api.openapi import Access, Operation, Param, json_body, problem
 from producer_api.problems import not_found, validation_error
@@ -22,15 +23,6 @@ from whisperstream.errors import WhisperstreamError
 
 CHECK_TIMEOUT_S = 3.0
 MAX_LIMIT = 100
-
-
-class ProjectorLagSource(Protocol):
-    """The hook for the projector's lag per partition (issue 6); unset until wired."""
-
-    async def __call__(self) -> dict[str, Any] | None: ...
-
-
-PROJECTOR_LAG_KEY: web.AppKey[ProjectorLagSource] = web.AppKey("projector_lag")
 
 
 async def _timed(check: Callable[[], Awaitable[object]]) -> dict[str, Any]:
@@ -98,16 +90,17 @@ async def admin_health(request: web.Request) -> web.Response:
     kafka_check, s3_check, pg_check = await asyncio.gather(
         _timed(kafka), _timed(s3), _timed(postgres)
     )
-    projector: dict[str, Any] = {"last_applied_at": None}
+    projector: dict[str, Any] = {"last_applied_at": None, "lag": None}
     try:
         last = await asyncio.wait_for(projector_last_applied_at(engine), CHECK_TIMEOUT_S)
         projector["last_applied_at"] = last.isoformat() if last is not None else None
+        # the projector records its lag per partition, from fetch high watermarks
+        lag_rows = await asyncio.wait_for(
+            read_projector_lag(engine, settings.projector_group_id), CHECK_TIMEOUT_S
+        )
+        projector["lag"] = lag_report(lag_rows)
     except (TimeoutError, SQLAlchemyError, OSError) as exc:
         projector["error"] = str(exc) or type(exc).__name__
-    lag_source = app.get(PROJECTOR_LAG_KEY)
-    projector["lag"] = await lag_source() if lag_source is not None else None
-    if lag_source is None:
-        projector["lag_detail"] = "no projector lag source is wired into the API yet"
 
     beats = app[HEARTBEATS_KEY].snapshot(utc_now())
     dependencies = {"kafka": kafka_check, "s3": s3_check, "postgres": pg_check}

@@ -20,7 +20,7 @@ from schemas.events import JobStatus, Priority
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 _FILTERS = frozenset(
-    {"status", "priority", "model", "created_after", "created_before", "cursor", "limit"}
+    {"status", "priority", "model", "owner", "created_after", "created_before", "cursor", "limit"}
 )
 
 
@@ -60,8 +60,14 @@ async def list_my_jobs(request: web.Request) -> web.Response:
     if unknown:
         raise validation_error(unknown[0], "unknown query parameter")
     model = request.query.get("model")
+    principal = principal_of(request)
+    owner: str | None = principal.owner
+    if principal.is_admin:  # admins see every owner's jobs, or one owner's with ?owner=
+        owner = request.query.get("owner")
+    elif "owner" in request.query:
+        raise validation_error("owner", "only admin keys may filter by owner")
     filters = JobFilters(
-        owner=principal_of(request).owner,
+        owner=owner,
         status=_choice(request, "status", [s.value for s in JobStatus]),
         priority=_choice(request, "priority", [p.value for p in Priority]),
         model_size=model,
@@ -97,6 +103,7 @@ def operations() -> tuple[Operation, ...]:
                 Param("status", "query", {"type": "string", "enum": [s.value for s in JobStatus]}),
                 Param("priority", "query", {"type": "string", "enum": [p.value for p in Priority]}),
                 Param("model", "query", {"type": "string"}),
+                Param("owner", "query", {"type": "string"}, "admin keys only: one owner's jobs"),
                 Param("created_after", "query", {"type": "string", "format": "date-time"}),
                 Param("created_before", "query", {"type": "string", "format": "date-time"}),
                 Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),

@@ -67,6 +67,21 @@ async def test_another_keys_job_is_invisible(api: Api, jfk_bytes: bytes) -> None
     assert [item["job_id"] for item in mine["items"]] == [job_id]
 
 
+async def test_admins_see_every_owners_jobs(api: Api, jfk_bytes: bytes) -> None:
+    mine = await submit(api, jfk_bytes)
+    theirs = await submit(api, jfk_bytes, key=api.other_key)
+    admin = api.auth(api.admin_key)
+    for job_id in (mine, theirs):
+        assert (await api.client.get(f"/transcribe/{job_id}", headers=admin)).status == 200
+    everything = await (await api.client.get("/jobs", headers=admin)).json()
+    assert {item["job_id"] for item in everything["items"]} >= {mine, theirs}
+    owner_of_theirs = await (await api.client.get("/jobs", headers=api.auth(api.other_key))).json()
+    assert [item["job_id"] for item in owner_of_theirs["items"]] == [theirs]
+    response = await api.client.get("/jobs", params={"owner": "someone"}, headers=api.auth())
+    assert response.status == 422
+    assert "owner" in (await response.json())["detail"]
+
+
 async def test_cancel(api: Api, jfk_bytes: bytes) -> None:
     job_id = await submit(api, jfk_bytes)
     response = await api.client.delete(f"/transcribe/{job_id}", headers=api.auth())
