@@ -3,50 +3,38 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import swagger_ui_bundle
 from aiohttp import web
 
 from producer_api.appkeys import METRICS_KEY, OPERATIONS_KEY
-from producer_api.openapi import Access, Operation, json_body
+from producer_api.openapi import Access, Operation, Param, json_body
 
 API_TITLE = "whisperstream API"
 API_VERSION = "0.1.0"
 
-# No CDN can be reached from where this runs, so /docs is not Swagger UI: it is a small
-# self-contained page that renders the same /openapi.json (operations, parameters,
-# request bodies and responses) with a few lines of inline script.
+# Swagger UI's files come from the swagger-ui-bundle-v2 wheel and are served by the API
+# itself, so /docs works where no CDN can be reached.
 _DOCS_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>whisperstream API</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}
-.op{border:1px solid #ccc;border-radius:6px;margin:.6rem 0;padding:.4rem .8rem}
-.m{display:inline-block;min-width:4.5rem;font-weight:bold}
-.GET{color:#0a6}.POST{color:#06c}.DELETE{color:#c22}
-code,pre{background:#f5f5f5;padding:0 .2rem}pre{padding:.5rem;overflow:auto}
-</style></head>
-<body><h1>whisperstream API</h1>
-<p>The machine-readable spec is at <a href="/openapi.json">/openapi.json</a>
-(OpenAPI 3.1; load it into any OpenAPI viewer).</p><div id="ops">loading...</div>
-<script>
-fetch('/openapi.json').then(r => r.json()).then(spec => {
-  const root = document.getElementById('ops'); root.textContent = '';
-  for (const [path, item] of Object.entries(spec.paths)) {
-    for (const [method, op] of Object.entries(item)) {
-      const d = document.createElement('details'); d.className = 'op';
-      const s = document.createElement('summary');
-      s.innerHTML = '<span class="m ' + method.toUpperCase() + '">' + method.toUpperCase() +
-        '</span><code></code> <span></span>';
-      s.querySelector('code').textContent = path;
-      s.querySelector('span:last-child').textContent = op.summary + ' [' + op['x-access'] + ']';
-      const pre = document.createElement('pre');
-      pre.textContent = JSON.stringify({parameters: op.parameters, requestBody: op.requestBody,
-        responses: op.responses}, null, 2);
-      d.append(s, pre); root.append(d);
-    }
-  }
-});
-</script></body></html>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/static/swagger-ui-standalone-preset.js"></script>
+<script src="/docs/static/docs-init.js"></script>
+</body></html>
 """
+_DOCS_INIT_JS = """window.ui = SwaggerUIBundle({
+  url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  layout: 'StandaloneLayout'
+});
+"""
+_STATIC_TYPES = {".css": "text/css", ".js": "application/javascript"}
+_STATIC_FILES = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
+)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -56,6 +44,18 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def docs(_request: web.Request) -> web.Response:
     return web.Response(text=_DOCS_HTML, content_type="text/html")
+
+
+async def docs_static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name == "docs-init.js":
+        return web.Response(text=_DOCS_INIT_JS, content_type="application/javascript")
+    if name not in _STATIC_FILES:  # a fixed list: no path from the URL reaches the disk
+        raise web.HTTPNotFound
+    path = Path(swagger_ui_bundle.swagger_ui_path) / name
+    return web.FileResponse(
+        path, headers={"Content-Type": _STATIC_TYPES[path.suffix], "Cache-Control": "max-age=86400"}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -77,10 +77,23 @@ def operations() -> tuple[Operation, ...]:
             "GET",
             "/docs",
             docs,
-            "A browsable page of the OpenAPI document",
+            "Swagger UI for the OpenAPI document",
             "meta",
             Access.PUBLIC,
             responses={200: ("HTML page", {"text/html": {"type": "string"}})},
+        ),
+        Operation(
+            "GET",
+            "/docs/static/{name}",
+            docs_static,
+            "Swagger UI's scripts and styles",
+            "meta",
+            Access.PUBLIC,
+            params=(Param("name", "path", {"type": "string"}, required=True),),
+            responses={
+                200: ("a script or style sheet", {"application/javascript": {"type": "string"}}),
+                404: ("no such file", None),
+            },
         ),
         Operation(
             "GET",

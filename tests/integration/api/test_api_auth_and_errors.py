@@ -142,7 +142,17 @@ async def test_every_route_is_in_the_openapi_document(api: Api) -> None:
     assert {"202", "401", "413", "415", "422", "503"} <= set(submit["responses"])
     assert "multipart/form-data" in submit["requestBody"]["content"]
     docs = await (await api.client.get("/docs")).text()
-    assert "/openapi.json" in docs
+    assert 'src="/docs/static/swagger-ui-bundle.js"' in docs
+    bundle = await api.client.get("/docs/static/swagger-ui-bundle.js")
+    assert bundle.status == 200
+    assert bundle.content_type == "application/javascript"
+    assert "SwaggerUIBundle" in await bundle.text()
+    init = await (await api.client.get("/docs/static/docs-init.js")).text()
+    assert "url: '/openapi.json'" in init
+    for missing in ("index.html", "..%2F..%2Fetc%2Fpasswd"):
+        response = await api.client.get(f"/docs/static/{missing}")
+        assert response.status == 404
+        assert response.content_type == "application/problem+json"
 
 
 async def test_metrics_count_requests_uploads_and_produce_latency(
