@@ -3,7 +3,7 @@
 Starts a volatile local stack and the API as a subprocess (`whisperstream api`), creates
 an API key, then drives a bounded number of requests with an aiohttp client at a fixed
 concurrency and prints throughput and latency percentiles. Workers are not running.
-Run: `python bench/bench_api.py` (see --help for the request counts).
+Run: `python -m bench.bench_api` (see --help for the request counts).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from bench.report import Figure, add_json_option, emit
 from db.api_keys import create_api_key
 from db.engine import create_engine
 from schemas.events import utc_now
@@ -181,6 +182,7 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, help="run the API under cProfile and write its stats here"
     )
+    add_json_option(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="whisperstream-bench-api-") as tmp:
@@ -236,6 +238,18 @@ def main() -> int:
         f"{'met' if get.rate >= 1000 and get.percentile(99) < 50 else 'NOT met'}"
     )
     print(f"median GET latency {statistics.median(get.latencies) * 1000:.2f} ms")
+    post = results[0]
+    emit(
+        args.json,
+        [
+            Figure("POST /transcribe, 1 MB file", post.rate, "req/s", ">= 100"),
+            Figure("POST /transcribe p99 latency", post.percentile(99), "ms"),
+            Figure("GET /transcribe/{id}", get.rate, "req/s", ">= 1,000"),
+            Figure("GET /transcribe/{id} p50 latency", get.percentile(50), "ms"),
+            Figure("GET /transcribe/{id} p99 latency", get.percentile(99), "ms", "< 50"),
+            Figure("API CPU per GET", get.api_cpu_s / get.requests * 1000, "ms"),
+        ],
+    )
     return 0
 
 

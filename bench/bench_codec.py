@@ -1,6 +1,6 @@
 """Codec throughput for TranscriptionRequested on one core.
 
-Run: ``python bench/bench_codec.py [--seconds 1.0]``. Prints operations per second for
+Run: ``python -m bench.bench_codec [--seconds 1.0]``. Prints operations per second for
 encode, decode and a full round trip (encode + decode) of a request with every optional
 field set and one with every optional field empty, best of five runs.
 """
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bench.report import Figure, add_json_option, emit
 from schemas.codec import EventCodec
 from schemas.events import (
     AudioRef,
@@ -90,6 +91,7 @@ def rate(operation: Callable[[], object], seconds: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    add_json_option(parser)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -98,6 +100,7 @@ def main() -> int:
         f"{'TranscriptionRequested':28} {'bytes':>6} "
         f"{'encode/s':>10} {'decode/s':>10} {'enc+dec/s':>10}"
     )
+    figures: list[Figure] = []
     for label, event in requests().items():
         value = codec.encode(event)
         assert codec.decode(value, TranscriptionRequested) == event
@@ -111,10 +114,14 @@ def main() -> int:
         def encode(event: TranscriptionRequested = event) -> object:
             return codec.encode(event)
 
-        print(
-            f"{label:28} {len(value):>6} {rate(encode, args.seconds):>10,.0f} "
-            f"{rate(decode, args.seconds):>10,.0f} {rate(round_trip, args.seconds):>10,.0f}"
-        )
+        rates = [rate(f, args.seconds) for f in (encode, decode, round_trip)]
+        print(f"{label:28} {len(value):>6} " + " ".join(f"{r:>10,.0f}" for r in rates))
+        figures += [
+            Figure(f"encode, {label}", rates[0], "events/s"),
+            Figure(f"decode, {label}", rates[1], "events/s"),
+            Figure(f"encode + decode, {label}", rates[2], "events/s", ">= 50,000"),
+        ]
+    emit(args.json, figures)
     return 0
 
 

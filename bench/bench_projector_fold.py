@@ -1,6 +1,6 @@
 """Throughput of folding status events into Postgres through the batch apply path.
 
-    python bench/bench_projector_fold.py [--database-url URL] [--events N]
+    python -m bench.bench_projector_fold [--database-url URL] [--events N]
         [--batch-sizes 100,500,1000] [--active-jobs 64]
 
 Without ``--database-url`` (or DATABASE_URL) it starts an embedded Postgres (pgserver)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -24,14 +25,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgserver.postgres_server import PostgresServer, get_server
-
+from bench.report import Figure, add_json_option, emit
 from db.engine import create_engine
 from db.migrate import upgrade_to_head
 from db.projection_store import apply_batch
 from db.records import ProjectionRecord
 from db.testing import at, request, status
 from schemas.events import JobStatus
+from whisperstream.stack.postgres import embedded_postgres
 
 STEPS_PER_JOB = 10  # status events per job: 9 processing + 1 completed
 
@@ -109,33 +110,23 @@ async def run(database_url: str, events: int, batch_size: int, active_jobs: int)
     return RunResult(batch_size, len(records), elapsed, statistics.median(durations), quantiles[18])
 
 
-def start_embedded_postgres(directory: Path) -> tuple[str, PostgresServer]:
-    server = get_server(directory / "data", cleanup_mode="delete")
-    server.psql("CREATE DATABASE bench;")
-    socket_dir = server.get_postmaster_info().socket_dir
-    return f"postgresql+asyncpg://postgres:@/bench?host={socket_dir}", server
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch-sizes", default="100,500,1000")
     parser.add_argument("--active-jobs", type=int, default=64)
+    add_json_option(parser)
     args = parser.parse_args()
     sizes = [int(size) for size in args.batch_sizes.split(",")]
 
-    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
-        server = None
+    with contextlib.ExitStack() as stack:
         url = args.database_url
         if url is None:
-            url, server = start_embedded_postgres(Path(tmp))
-        try:
-            upgrade_to_head(url)
-            results = [asyncio.run(run(url, args.events, size, args.active_jobs)) for size in sizes]
-        finally:
-            if server is not None:
-                server.cleanup()
+            state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pg-")))
+            url = stack.enter_context(embedded_postgres(state, "bench"))
+        upgrade_to_head(url)
+        results = [asyncio.run(run(url, args.events, size, args.active_jobs)) for size in sizes]
 
     title = "status events folded into Postgres"
     print(f"{title} ({args.active_jobs} jobs in flight, cpus={os.cpu_count()})")
@@ -145,6 +136,13 @@ def main() -> int:
             f"{r.batch_size:>6} {r.events:>8} {r.seconds:>8.2f} {r.rate:>10,.0f} "
             f"{r.batch_ms_p50:>8.1f} {r.batch_ms_p95:>8.1f}"
         )
+    emit(
+        args.json,
+        [
+            Figure(f"status events folded, batch {r.batch_size}", r.rate, "events/s", ">= 5,000")
+            for r in results
+        ],
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """How long `stack up` takes until all three services do real work.
 
 Prints a table: cold start (empty state dir) and warm restart (existing state), durable
-and volatile, median/min/max over several runs. Run: `python bench/bench_stack_start.py`.
+and volatile, median/min/max over several runs. Run: `python -m bench.bench_stack_start`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import Figure, add_json_option, emit
 from whisperstream.settings import load_settings
 from whisperstream.stack.manager import LocalStack
 from whisperstream.stack.ports import free_port
@@ -49,6 +50,7 @@ def measure(runs: int, *, volatile: bool) -> tuple[list[float], list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    add_json_option(parser)
     args = parser.parse_args()
     rows = []
     for volatile in (False, True):
@@ -64,6 +66,18 @@ def main() -> int:
             f"| {name:<34} | {statistics.median(values):6.2f} | {min(values):5.2f} |"
             f" {max(values):5.2f} |"
         )
+    emit(
+        args.json,
+        [
+            Figure(
+                f"stack up, {name}",
+                statistics.median(values),
+                "s",
+                "< 15" if "durable" in name else None,
+            )
+            for name, values in rows
+        ],
+    )
     return 0
 
 

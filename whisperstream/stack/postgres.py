@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,7 +20,8 @@ from psycopg import sql
 
 from whisperstream.errors import StackError
 from whisperstream.stack.binaries import postgres_bin_dir
-from whisperstream.stack.processes import ManagedProcess, as_user, launch
+from whisperstream.stack.ports import free_port
+from whisperstream.stack.processes import ManagedProcess, as_user, is_alive, launch, stop
 from whisperstream.stack.readiness import plain_postgres_url
 
 # Postgres refuses to run as root; as root we run it as this system user.
@@ -135,3 +140,23 @@ def ensure_database(target: PostgresTarget) -> None:
         ).fetchone()
         if exists is None:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(target.database)))
+
+
+@contextlib.contextmanager
+def embedded_postgres(state_dir: Path, database: str = "whisperstream") -> Iterator[str]:
+    """A throwaway embedded Postgres on a free port; yields its URL, stops it after."""
+    target = PostgresTarget("127.0.0.1", free_port(), "postgres", database)
+    proc = start_postgres(target, state_dir, volatile=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ensure_database(target)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or not is_alive(proc):
+                    raise
+                time.sleep(0.2)
+        yield f"postgresql://{target.user}@{target.host}:{target.port}/{target.database}"
+    finally:
+        stop(proc, sig=signal.SIGINT)
