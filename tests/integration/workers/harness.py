@@ -50,6 +50,7 @@ class Bus:
         )
         self.store = ObjectStore.from_settings(settings)
         self._consumers: dict[str, tuple[Consumer, list[bytes]]] = {}
+        self._at_end: dict[str, set[int]] = {}
 
     def close(self) -> None:
         for consumer, _ in self._consumers.values():
@@ -117,19 +118,23 @@ class Bus:
             consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
             self._consumers[topic] = (consumer, [])
         consumer, seen = self._consumers[topic]
-        # read until every partition reports its end once (or a short deadline passes)
-        pending = {tp.partition for tp in consumer.assignment()}
+        # read until every partition is at its end; librdkafka reports an end once per
+        # catch-up, so remember which partitions are there between calls
+        at_end = self._at_end.setdefault(topic, set())
+        partitions = {tp.partition for tp in consumer.assignment()}
         deadline = time.monotonic() + 5
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(0.1)
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.05)
             if message is None:
+                if at_end >= partitions:
+                    break
                 continue
-            if message.error() is None:
+            error = message.error()
+            if error is None:
                 seen.append(message.value() or b"")
-            elif (
-                error := message.error()
-            ) is not None and error.code() == KafkaError._PARTITION_EOF:
-                pending.discard(message.partition() or 0)
+                at_end.discard(message.partition() or 0)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_end.add(message.partition() or 0)
         return [self.codec.decode(raw, kind) for raw in seen]
 
     def statuses(self, job_id: str) -> list[JobStatusChanged]:

@@ -1,0 +1,175 @@
+"""Worker throughput (Kafka and S3 included) vs a plain in-process loop, per engine.
+
+Starts the embedded stack on random ports, makes 20 clips of ~33 s (jfk.flac three
+times, each clip offset differently), and for each engine measures:
+- the plain loop: one loaded model transcribing the 20 files one after another;
+- the worker: `whisperstream worker` (one slot) consuming 20 requests from Kafka,
+  downloading from S3, writing results and status events; timed from the first request
+  produced to the last completed event read back.
+Prints audio seconds per wall second for both, their ratio, and the pool hit rate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ops.kafka.topics import apply_topics, default_topic_specs  # noqa: E402
+from schemas.events import WorkerHeartbeat  # noqa: E402
+from stream_workers.engines.base import TranscribeRequest  # noqa: E402
+from stream_workers.engines.loader import EngineLoader  # noqa: E402
+from stream_workers.models.catalog import ModelCatalog  # noqa: E402
+from tests.integration.workers.harness import Bus, wait_for, worker, worker_env  # noqa: E402
+from tests.support.stack import RunningStack, random_stack_settings  # noqa: E402
+from whisperstream.stack.manager import LocalStack  # noqa: E402
+
+CLIPS = 20
+JFK = REPO.parent / "shared" / "data" / "jfk.flac"
+
+
+def make_clips(folder: Path) -> list[Path]:
+    ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
+    clips = []
+    for index in range(CLIPS):
+        clip = folder / f"clip{index:02d}.flac"
+        # three copies of jfk, started at a different offset so no two clips are identical
+        subprocess.run(
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-y",
+                "-ss",
+                f"{index * 0.2:.1f}",
+                "-i",
+                str(JFK),
+                "-i",
+                str(JFK),
+                "-i",
+                str(JFK),
+                "-filter_complex",
+                "[0:a][1:a][2:a]concat=n=3:v=0:a=1",
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                str(clip),
+            ],
+            check=True,
+        )
+        clips.append(clip)
+    return clips
+
+
+def duration(path: Path) -> float:
+    ffprobe = shutil.which("ffprobe") or "ffprobe"
+    out = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    return float(out.stdout.strip())
+
+
+def plain_loop(engine: str, clips: list[Path], cache: Path) -> float:
+    loader = EngineLoader(ModelCatalog(None, cache), cpu_threads=2)
+    model = loader.load(loader.key_for(engine, "tiny.en"))
+    try:
+        model.transcribe(clips[0], TranscribeRequest(), lambda _d, _t: None)  # warm-up
+        started = time.perf_counter()
+        for clip in clips:
+            model.transcribe(clip, TranscribeRequest(), lambda _d, _t: None)
+        return time.perf_counter() - started
+    finally:
+        model.close()
+
+
+def through_worker(
+    stack: RunningStack, engine: str, clips: list[Path], tmp: Path
+) -> tuple[float, float]:
+    suffix = f"bench{time.time_ns()}"
+    settings = stack.settings.model_copy(
+        update={
+            name: f"{getattr(stack.settings, name)}.{suffix}"
+            for name in (
+                "topic_requests_high",
+                "topic_requests_normal",
+                "topic_requests_retry",
+                "topic_control",
+                "topic_status",
+                "topic_dlq",
+                "topic_workers",
+            )
+        }
+    )
+    apply_topics(
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers}),
+        default_topic_specs(settings),
+    )
+    bus = Bus(settings)
+    env = worker_env(stack, settings, WHISPER_ENGINE=engine, WORKER_CONCURRENCY="1")
+    try:
+        with worker(env, tmp / f"worker-{engine}.log"):
+            # one warm-up job: the group is joined and partitions assigned before timing
+            warm_up = bus.request(clips[0])
+            wait_for("the warm-up job", lambda: bus.terminal(warm_up.job_id), timeout=300)
+            before = bus.read(settings.topic_workers, WorkerHeartbeat)[-1].pool
+            started = time.perf_counter()
+            requests = [bus.request(clip) for clip in clips]
+            wait_for(
+                "all jobs",
+                lambda: all(bus.terminal(r.job_id) for r in requests),
+                timeout=1800,
+            )
+            elapsed = time.perf_counter() - started
+            time.sleep(1.5)  # one more heartbeat, with the final pool stats
+            beat = bus.read(settings.topic_workers, WorkerHeartbeat)[-1]
+            hits, misses = beat.pool.hits - before.hits, beat.pool.misses - before.misses
+        for request in requests:
+            event = bus.terminal(request.job_id)
+            assert event is not None
+            assert event.status.value == "completed", event
+        return elapsed, hits / max(1, hits + misses)
+    finally:
+        bus.close()
+
+
+def main() -> int:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
+        tmp = Path(folder)
+        clips = make_clips(tmp)
+        audio_s = sum(duration(c) for c in clips)
+        settings = random_stack_settings(tmp / "stack")
+        stack = LocalStack(settings)
+        stack.up(volatile=True)
+        try:
+            running = RunningStack(stack, settings)
+            for engine in ("faster-whisper", "openai-whisper"):
+                loop_s = plain_loop(engine, clips, settings.whisperstream_state_dir / "models")
+                worker_s, hit_rate = through_worker(running, engine, clips, tmp)
+                rows.append((engine, audio_s, loop_s, worker_s, hit_rate))
+        finally:
+            stack.down()
+    print(f"{CLIPS} clips, {audio_s:.0f} s of speech in all, tiny.en, 1 slot, 2 CPU threads")
+    print(f"{'engine':<16}{'loop x RT':>10}{'worker x RT':>13}{'worker/loop':>13}{'pool hits':>11}")
+    for engine, audio, loop_s, worker_s, hit_rate in rows:
+        print(
+            f"{engine:<16}{audio / loop_s:>10.1f}{audio / worker_s:>13.1f}"
+            f"{loop_s / worker_s:>12.0%}{hit_rate:>11.0%}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
