@@ -60,6 +60,9 @@ def start_seaweed(settings: Settings, state_dir: Path) -> ManagedProcess:
         f"-admin.port.grpc={admin_port + ADMIN_GRPC_OFFSET}",
         "-admin.ui=false",
         "-webdav=false",
+        # the Iceberg and Lance listeners default to fixed ports; two stacks would collide
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-master.telemetry=false",
         "-master.volumeSizeLimitMB=256",
     ]
