@@ -11,6 +11,7 @@ Prints audio seconds per wall second for both, their ratio, and the pool hit rat
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -20,20 +21,18 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from ops.kafka.topics import apply_topics, default_topic_specs  # noqa: E402
-from schemas.events import WorkerHeartbeat  # noqa: E402
-from stream_workers.engines.base import TranscribeRequest  # noqa: E402
-from stream_workers.engines.loader import EngineLoader  # noqa: E402
-from stream_workers.models.catalog import ModelCatalog  # noqa: E402
-from tests.integration.workers.harness import Bus, wait_for, worker, worker_env  # noqa: E402
-from tests.support.stack import RunningStack, random_stack_settings  # noqa: E402
-from whisperstream.stack.manager import LocalStack  # noqa: E402
+from bench.report import Figure, add_json_option, emit
+from ops.kafka.topics import apply_topics, default_topic_specs
+from schemas.events import WorkerHeartbeat
+from stream_workers.engines.base import TranscribeRequest
+from stream_workers.engines.loader import EngineLoader
+from stream_workers.models.catalog import ModelCatalog
+from tests.integration.workers.harness import Bus, wait_for, worker, worker_env
+from tests.support.stack import RunningStack, random_stack_settings
+from whisperstream.stack.manager import LocalStack
 
 CLIPS = 20
-JFK = REPO.parent / "shared" / "data" / "jfk.flac"
+JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
 
 
 def make_clips(folder: Path) -> list[Path]:
@@ -145,6 +144,9 @@ def through_worker(
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_json_option(parser)
+    args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         tmp = Path(folder)
@@ -168,6 +170,15 @@ def main() -> int:
             f"{engine:<16}{audio / loop_s:>10.1f}{audio / worker_s:>13.1f}"
             f"{loop_s / worker_s:>12.0%}{hit_rate:>11.0%}"
         )
+    figures: list[Figure] = []
+    for engine, audio, loop_s, worker_s, hit_rate in rows:
+        figures += [
+            Figure(f"{engine}: plain loop", audio / loop_s, "x real time"),
+            Figure(f"{engine}: through the worker", audio / worker_s, "x real time"),
+            Figure(f"{engine}: worker / plain loop", 100 * loop_s / worker_s, "%", ">= 90"),
+            Figure(f"{engine}: pool hit rate after warm-up", 100 * hit_rate, "%", ">= 95"),
+        ]
+    emit(args.json, figures)
     return 0
 
 
