@@ -19,7 +19,24 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from whisperstream.errors import WhisperstreamError
 from whisperstream.settings import Settings
 
+log = logging.getLogger(__name__)
 _POLL_INTERVAL_S = 0.05
+# Errors after which this librdkafka producer never delivers again (its idempotent
+# producer id is fenced or fatally out of sequence): a new producer must take over.
+_UNRECOVERABLE = frozenset(
+    {
+        KafkaError._FATAL,
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    }
+)
+
+
+def is_unrecoverable(err: KafkaError) -> bool:
+    return bool(err.fatal()) or err.code() in _UNRECOVERABLE
 
 
 class PublishError(WhisperstreamError):
@@ -55,6 +72,10 @@ class KafkaProducer:
         self._producer: Producer | None = None
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
+        # set from librdkafka's threads when the producer can no longer deliver
+        self._broken = threading.Event()
+        self._replacing = asyncio.Lock()
+        self.replacements = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> KafkaProducer:
@@ -67,15 +88,41 @@ class KafkaProducer:
     async def start(self) -> None:
         if self._producer is not None:
             return
-        try:
-            self._producer = Producer(self._config)
-        except KafkaException as exc:
-            raise PublishError(f"cannot create the Kafka producer: {exc}") from exc
+        self._producer = self._new_producer()
         self._stopping.clear()
         self._poller = threading.Thread(
             target=self._poll_loop, name="kafka-producer-poll", daemon=True
         )
         self._poller.start()
+
+    def _new_producer(self) -> Producer:
+        self._broken.clear()
+        try:
+            return Producer({**self._config, "error_cb": self._on_error})
+        except KafkaException as exc:
+            raise PublishError(f"cannot create the Kafka producer: {exc}") from exc
+
+    def _on_error(self, err: KafkaError) -> None:
+        if is_unrecoverable(err):
+            log.warning("Kafka producer is unusable (%s); a new one will take over", err)
+            self._broken.set()
+
+    async def _replace_if_broken(self) -> None:
+        """Swap in a new producer (a new producer id) after an unrecoverable error."""
+        if not self._broken.is_set():
+            return
+        async with self._replacing:
+            if not self._broken.is_set() or self._producer is None:
+                return  # another send replaced it while this one waited
+            old_poller = self._poller
+            self._stopping.set()
+            if old_poller is not None:
+                await asyncio.to_thread(old_poller.join)
+            old = self._producer
+            self._producer = None
+            await asyncio.to_thread(old.purge)
+            self.replacements += 1
+            await self.start()
 
     async def close(self, flush_timeout_s: float = 10.0) -> None:
         """Wait up to ``flush_timeout_s`` for records in flight, then stop polling."""
@@ -102,11 +149,14 @@ class KafkaProducer:
         Returns ``(partition, offset)``; raises :class:`PublishError` if the record was
         not confirmed within the delivery timeout.
         """
+        await self._replace_if_broken()
         producer = self._require_started()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
 
         def settle(err: KafkaError | None, msg: Message) -> None:
+            if err is not None and is_unrecoverable(err):
+                self._broken.set()
             loop.call_soon_threadsafe(_resolve, future, topic, err, msg)
 
         try:

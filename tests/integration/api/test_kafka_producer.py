@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from whisperstream.kafka_producer import KafkaProducer, PublishError
 from whisperstream.settings import Settings
@@ -66,3 +67,19 @@ async def test_send_needs_start() -> None:
     producer = KafkaProducer("127.0.0.1:1")
     with pytest.raises(PublishError, match="not started"):
         await producer.send("t", "k", b"v")
+
+
+async def test_a_fenced_producer_is_replaced(fresh_topics: Settings) -> None:
+    topic = fresh_topics.topic_control
+    async with KafkaProducer.from_settings(fresh_topics) as producer:
+        await producer.send(topic, "job-1", b"before")
+        # what librdkafka reports when the broker fences this producer id (seen on Tansu
+        # after a broker restart): the producer never delivers again
+        producer._on_error(KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+        concurrent = await asyncio.gather(
+            *(producer.send(topic, "job-1", f"after-{i}".encode()) for i in range(3))
+        )
+    assert producer.replacements == 1
+    offsets = sorted(offset for _, offset in concurrent)
+    assert len(set(offsets)) == 3
+    assert _read_at(fresh_topics, topic, concurrent[-1][0], offsets[-1])[0] == b"job-1"
