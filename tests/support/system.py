@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +60,29 @@ class System:
                         return last
                 time.sleep(0.5)
         raise AssertionError(f"job {job_id} not in {sorted(statuses)} after {timeout}s: {last}")
+
+    @property
+    def database_url(self) -> str:
+        """The system's Postgres (a psycopg URL), for checks a user could not make over HTTP."""
+        return self.settings.effective_database_url
+
+    def create_key(self, name: str) -> UserKey:
+        """A new (non-admin) API key made with `whisperstream keys create NAME`."""
+        result = self.cli("keys", "create", name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = _KEY_CREATED.search(result.stderr)
+        assert found is not None, result.stderr
+        return UserKey(key=result.stdout.strip(), owner=found.group(1))
+
+
+@dataclass(frozen=True)
+class UserKey:
+    key: str
+    owner: str
+    """What the API records as the owner of this key's jobs: the key's id."""
+
+
+_KEY_CREATED = re.compile(r"created key ([0-9a-f-]{36}) for")
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
