@@ -85,7 +85,7 @@ def _restart_broker_mid_run(cluster: Cluster, backlog_clip: Path, clip: Path) ->
 def _assert_all_completed(cluster: Cluster, job_ids: list[str]) -> None:
     for job_id in job_ids:
         done = cluster.wait_for_job(job_id, timeout=180)
-        assert done["status"] == "completed", done
+        assert done["status"] == "completed", (job_id, done["status"], done["error"])
     rows = cluster.sql(
         "select count(*) from transcription_results where job_id = any(%s::uuid[])",
         (job_ids,),
