@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -37,6 +37,19 @@ class ApiMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        self.projector_lag = Gauge(
+            "whisperstream_projector_lag",
+            "Records not yet folded into Postgres, per partition, as the projector last saw "
+            "them in fetch responses (read from projector_lag at scrape time)",
+            ("topic", "partition"),
+            registry=self.registry,
+        )
+
+    def set_projector_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        self.projector_lag.clear()
+        for (topic, partition), value in lag.items():
+            self.projector_lag.labels(topic, str(partition)).set(value)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

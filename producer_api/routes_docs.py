@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import swagger_ui_bundle
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
-from producer_api.appkeys import METRICS_KEY, OPERATIONS_KEY
+from db.lag_queries import read_projector_lag
+from producer_api.appkeys import ENGINE_KEY, METRICS_KEY, OPERATIONS_KEY, SETTINGS_KEY
 from producer_api.openapi import Access, Operation, Param, json_body
 
+log = logging.getLogger(__name__)
 API_TITLE = "whisperstream API"
 API_VERSION = "0.1.0"
 
@@ -59,7 +64,17 @@ async def docs_static(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return request.app[METRICS_KEY].exposition()
+    registry = request.app[METRICS_KEY]
+    settings = request.app[SETTINGS_KEY]
+    try:
+        rows = await asyncio.wait_for(
+            read_projector_lag(request.app[ENGINE_KEY], settings.projector_group_id), 2.0
+        )
+    except (TimeoutError, SQLAlchemyError, OSError):
+        log.warning("projector lag unavailable for /metrics", exc_info=True)
+    else:
+        registry.set_projector_lag({(row.topic, row.partition): row.lag for row in rows})
+    return registry.exposition()
 
 
 def operations() -> tuple[Operation, ...]:

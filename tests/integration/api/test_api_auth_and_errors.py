@@ -6,7 +6,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import insert
 
+from db.models import projector_lag_table
+from schemas.events import utc_now
 from tests.integration.api.conftest import ENV_ADMIN_KEY, Api, start_api
 from whisperstream.settings import Settings
 
@@ -200,3 +203,20 @@ async def test_rate_limit_answers_429_with_retry_after(api_settings: Settings) -
         await client.close()
         store.close()
         await engine.dispose()
+
+
+async def test_metrics_show_the_projectors_lag(api: Api) -> None:
+    async with api.engine.begin() as connection:
+        await connection.execute(
+            insert(projector_lag_table).values(
+                consumer_group=api.settings.projector_group_id,
+                topic="transcription.status",
+                partition=2,
+                next_offset=10,
+                high_watermark=17,
+                lag=7,
+                updated_at=utc_now(),
+            )
+        )
+    text = await (await api.client.get("/metrics")).text()
+    assert 'whisperstream_projector_lag{partition="2",topic="transcription.status"} 7.0' in text
