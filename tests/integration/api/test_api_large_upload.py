@@ -26,7 +26,7 @@ from whisperstream.stack.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-UPLOAD_BYTES = 400 * 1024 * 1024
+UPLOAD_BYTES = 1024 * 1024 * 1024  # the 1 GB
 MAX_GROWTH = 50 * 1024 * 1024
 
 
@@ -50,6 +50,7 @@ def api_process(
         "TOPIC_REQUESTS_HIGH": fresh_topics.topic_requests_high,
         "TOPIC_WORKERS": fresh_topics.topic_workers,
         "LOG_LEVEL": "WARNING",
+        "MAX_UPLOAD_SIZE_MB": "2048",  # above the 1 GB upload
     }
     log = (tmp_path / "api.log").open("wb")
     process = subprocess.Popen(
