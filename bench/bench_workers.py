@@ -2,16 +2,22 @@
 
 Starts the embedded stack on random ports, makes 20 clips of ~33 s (jfk.flac three
 times, each clip offset differently), and for each engine measures:
-- the plain loop: one loaded model transcribing the 20 files one after another;
+- the plain loop: one loaded model decoding and transcribing the 20 files one after
+  another, in this process;
 - the worker: `whisperstream worker` (one slot) consuming 20 requests from Kafka,
   downloading from S3, writing results and status events; timed from the first request
-  produced to the last completed event read back.
-Prints audio seconds per wall second for both, their ratio, and the pool hit rate.
+  produced to the last completed event read back. The audio is uploaded before the
+  clock starts, as the API stores it before producing a request.
+Prints audio seconds per wall second for both, their ratio, the pool hit rate, and the
+load average (the machine is shared: compare runs made under a similar load).
+Options: `--engine NAME` (repeatable) measures only that engine, `--keep-logs DIR`
+keeps the worker logs (each job logs where its time went: "job … completed in …").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +30,8 @@ from confluent_kafka.admin import AdminClient
 from bench.report import Figure, add_json_option, emit
 from ops.kafka.topics import apply_topics, default_topic_specs
 from schemas.events import WorkerHeartbeat
-from stream_workers.engines.base import TranscribeRequest
+from stream_workers import audio
+from stream_workers.engines.base import ENGINES, TranscribeRequest
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.models.catalog import ModelCatalog
 from tests.integration.workers.harness import Bus, wait_for, worker, worker_env
@@ -32,6 +39,7 @@ from tests.support.stack import RunningStack, random_stack_settings
 from whisperstream.stack.manager import LocalStack
 
 CLIPS = 20
+MAX_SECONDS = 3600.0
 JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
 
 
@@ -81,13 +89,16 @@ def duration(path: Path) -> float:
 
 
 def plain_loop(engine: str, clips: list[Path], cache: Path) -> float:
+    """Decode each file and transcribe it, one after another: the work without the service."""
     loader = EngineLoader(ModelCatalog(None, cache), cpu_threads=2)
     model = loader.load(loader.key_for(engine, "tiny.en"))
     try:
-        model.transcribe(clips[0], TranscribeRequest(), lambda _d, _t: None)  # warm-up
+        warm_up = audio.decode(clips[0], MAX_SECONDS)
+        model.transcribe(warm_up, TranscribeRequest(), lambda _d, _t: None)
         started = time.perf_counter()
         for clip in clips:
-            model.transcribe(clip, TranscribeRequest(), lambda _d, _t: None)
+            samples = audio.decode(clip, MAX_SECONDS)
+            model.transcribe(samples, TranscribeRequest(), lambda _d, _t: None)
         return time.perf_counter() - started
     finally:
         model.close()
@@ -123,14 +134,26 @@ def through_worker(
             warm_up = bus.request(clips[0])
             wait_for("the warm-up job", lambda: bus.terminal(warm_up.job_id), timeout=300)
             before = bus.read(settings.topic_workers, WorkerHeartbeat)[-1].pool
+            # the audio is in S3 before its request exists (as the API does it); the clock
+            # runs from the first request produced to the last terminal event read back
+            requests = [bus.prepare(clip) for clip in clips]
+            job_ids = [r.job_id for r in requests]
             started = time.perf_counter()
-            requests = [bus.request(clip) for clip in clips]
-            wait_for(
-                "all jobs",
-                lambda: all(bus.terminal(r.job_id) for r in requests),
-                timeout=1800,
-            )
+            for request in requests:
+                bus.submit(request)
+            bus.flush()
+            wait_for("all jobs", lambda: bus.all_terminal(job_ids), timeout=1800, interval=0.02)
             elapsed = time.perf_counter() - started
+            wall_end = time.time()
+            wall_start = wall_end - elapsed
+            events = [e for r in requests for e in bus.statuses(r.job_id)]
+            first = min(e.occurred_at.timestamp() for e in events) - wall_start
+            last = wall_end - max(e.occurred_at.timestamp() for e in events)
+            print(
+                f"{engine}: first status event {first:.3f}s after the first request; "
+                f"last one read back {last:.3f}s after it was sent",
+                flush=True,
+            )
             time.sleep(1.5)  # one more heartbeat, with the final pool stats
             beat = bus.read(settings.topic_workers, WorkerHeartbeat)[-1]
             hits, misses = beat.pool.hits - before.hits, beat.pool.misses - before.misses
@@ -146,7 +169,19 @@ def through_worker(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_json_option(parser)
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=ENGINES,
+        default=None,
+        help="measure only this engine (repeatable; default: every engine)",
+    )
+    parser.add_argument(
+        "--keep-logs", type=Path, default=None, help="copy the worker logs into this folder"
+    )
     args = parser.parse_args()
+    engines: list[str] = args.engine or list(ENGINES)
+    load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         tmp = Path(folder)
@@ -157,24 +192,31 @@ def main() -> int:
         stack.up(volatile=True)
         try:
             running = RunningStack(stack, settings)
-            for engine in ("faster-whisper", "openai-whisper"):
+            for engine in engines:
                 loop_s = plain_loop(engine, clips, settings.whisperstream_state_dir / "models")
                 worker_s, hit_rate = through_worker(running, engine, clips, tmp)
                 rows.append((engine, audio_s, loop_s, worker_s, hit_rate))
         finally:
             stack.down()
+            if args.keep_logs is not None:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in tmp.glob("worker-*.log"):
+                    shutil.copy(log, args.keep_logs / log.name)
+    load_after = os.getloadavg()
     print(f"{CLIPS} clips, {audio_s:.0f} s of speech in all, tiny.en, 1 slot, 2 CPU threads")
+    before, after = (" ".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
+    print(f"load average (1/5/15 min) before: {before}, after: {after}")
     print(f"{'engine':<16}{'loop x RT':>10}{'worker x RT':>13}{'worker/loop':>13}{'pool hits':>11}")
-    for engine, audio, loop_s, worker_s, hit_rate in rows:
+    for engine, audio_total, loop_s, worker_s, hit_rate in rows:
         print(
-            f"{engine:<16}{audio / loop_s:>10.1f}{audio / worker_s:>13.1f}"
+            f"{engine:<16}{audio_total / loop_s:>10.1f}{audio_total / worker_s:>13.1f}"
             f"{loop_s / worker_s:>12.0%}{hit_rate:>11.0%}"
         )
     figures: list[Figure] = []
-    for engine, audio, loop_s, worker_s, hit_rate in rows:
+    for engine, audio_total, loop_s, worker_s, hit_rate in rows:
         figures += [
-            Figure(f"{engine}: plain loop", audio / loop_s, "x real time"),
-            Figure(f"{engine}: through the worker", audio / worker_s, "x real time"),
+            Figure(f"{engine}: plain loop", audio_total / loop_s, "x real time"),
+            Figure(f"{engine}: through the worker", audio_total / worker_s, "x real time"),
             Figure(f"{engine}: worker / plain loop", 100 * loop_s / worker_s, "%", ">= 90"),
             Figure(f"{engine}: pool hit rate after warm-up", 100 * hit_rate, "%", ">= 95"),
         ]

@@ -1,83 +1,110 @@
-"""Audio checks before transcription: probe the duration, repair with ffmpeg when needed."""
+"""Audio for the engines: decoded once, in process, to 16 kHz mono float32 samples.
+
+Both engines take the decoded samples, so a job decodes its audio exactly once (no
+ffprobe subprocess, no second decode inside the engine). PyAV (FFmpeg's libraries,
+already a faster-whisper dependency) decodes; frames FFmpeg reports as invalid are
+skipped. When nothing decodes, the `ffmpeg` command re-encodes whatever it can
+salvage, and that copy is decoded instead; when that fails too the audio is
+undecodable for good.
+"""
 
 from __future__ import annotations
 
-import json
+import itertools
 import shutil
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from stream_workers.errors import AudioUndecodableError
+import av
+import av.error
+import numpy as np
 
-_PROBE_TIMEOUT_S = 60.0
+from stream_workers.engines.base import SAMPLE_RATE, Samples
+from stream_workers.errors import AudioTooLongError, AudioUndecodableError
+
 _REPAIR_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    samples: Samples
+    repaired: bool = False
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
 
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise AudioUndecodableError(f"{name} is not installed; it is needed to read audio")
+        raise AudioUndecodableError(f"{name} is not installed; it is needed to repair audio")
     return path
 
 
-def probe_duration(path: Path) -> float | None:
-    """The audio stream's duration in seconds, or None when ffprobe cannot decode it."""
+def header_duration(path: Path) -> float | None:
+    """The duration the container declares, without decoding; None when unknown or unreadable."""
     try:
-        done = subprocess.run(
-            [
-                _tool("ffprobe"),
-                "-v",
-                "error",
-                "-select_streams",
-                "a:0",
-                "-show_entries",
-                "stream=duration:format=duration",
-                "-of",
-                "json",
-                str(path),
-            ],
-            capture_output=True,
-            timeout=_PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if container.duration is not None:
+                return container.duration / av.time_base
+    except (av.error.FFmpegError, OSError, ValueError):
         return None
-    if done.returncode != 0:
-        return None
-    info = json.loads(done.stdout or b"{}")
-    streams = info.get("streams") or []
-    if not streams:
-        return None
-    for raw in (streams[0].get("duration"), info.get("format", {}).get("duration")):
-        if raw not in (None, "N/A"):
-            return float(raw)
-    return _decoded_duration(path)
+    return None
 
 
-def _decoded_duration(path: Path) -> float | None:
-    """Decode the whole stream to count its length (containers without a duration header)."""
-    done = subprocess.run(
-        [
-            _tool("ffmpeg"),
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-f",
-            "s16le",
-            "-ac",
-            "1",
-            "-ar",
-            "16000",
-            "-",
-        ],
-        capture_output=True,
-        timeout=_REPAIR_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0 or not done.stdout:
-        return None
-    return len(done.stdout) / 2 / 16000
+def _valid_frames(container: av.container.InputContainer) -> Iterator[av.AudioFrame]:
+    frames = container.decode(audio=0)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue  # a damaged packet: skip it, as the ffmpeg command does
+        frame.pts = None  # the resampler needs no timestamps; damaged files have odd ones
+        yield frame
+
+
+def decode(path: Path, max_seconds: float) -> Samples:
+    """All samples of the first audio stream, resampled to 16 kHz mono float32.
+
+    Raises AudioUndecodableError when FFmpeg cannot open or decode it and
+    AudioTooLongError as soon as more than `max_seconds` have been decoded.
+    """
+    limit = int(max_seconds * SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    count = 0
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioUndecodableError("the file has no audio stream")
+            # s16 as both engines' own loaders produce it, so results match theirs exactly
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for frame in itertools.chain(_valid_frames(container), [None]):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    count += len(chunk)
+                    if count > limit:
+                        raise AudioTooLongError(
+                            f"audio is over MAX_AUDIO_DURATION_S={max_seconds:.0f}s"
+                        )
+                    chunks.append(chunk)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise AudioUndecodableError(f"audio undecodable: {exc}") from exc
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    pcm = np.concatenate(chunks)
+    samples: Samples = pcm.astype(np.float32)
+    samples /= 32768.0
+    return samples
 
 
 def repair(path: Path, destination: Path) -> Path:
@@ -99,7 +126,7 @@ def repair(path: Path, destination: Path) -> Path:
                 "-ac",
                 "1",
                 "-ar",
-                "16000",
+                str(SAMPLE_RATE),
                 "-c:a",
                 "pcm_s16le",
                 str(destination),
@@ -116,13 +143,30 @@ def repair(path: Path, destination: Path) -> Path:
     return destination
 
 
-def prepare(path: Path, workdir: Path) -> tuple[Path, float]:
-    """The audio to transcribe and its duration; a repaired copy when the original fails."""
-    duration = probe_duration(path)
-    if duration is not None and duration > 0:
-        return path, duration
+def prepare(path: Path, workdir: Path, max_seconds: float) -> DecodedAudio:
+    """The decoded audio of `path`, from a repaired copy when the original yields nothing.
+
+    Audio whose header already declares more than `max_seconds` is refused before any
+    decoding; audio without a truthful header is refused once decoding passes the limit.
+    """
+    declared = header_duration(path)
+    if declared is not None and declared > max_seconds:
+        raise AudioTooLongError(
+            f"audio is {declared:.0f}s, over MAX_AUDIO_DURATION_S={max_seconds:.0f}"
+        )
+    try:
+        samples = decode(path, max_seconds)
+    except AudioTooLongError:
+        raise
+    except AudioUndecodableError:
+        samples = None
+    if samples is not None and len(samples) > 0:
+        return DecodedAudio(samples)
     repaired = repair(path, workdir / "repaired.wav")
-    duration = probe_duration(repaired)
-    if duration is None or duration <= 0:
+    try:
+        samples = decode(repaired, max_seconds)
+    except AudioUndecodableError as exc:
+        raise AudioUndecodableError(f"audio undecodable even after ffmpeg repair: {exc}") from exc
+    if len(samples) == 0:
         raise AudioUndecodableError("audio undecodable even after ffmpeg repair: no samples")
-    return repaired, duration
+    return DecodedAudio(samples, repaired=True)

@@ -6,6 +6,7 @@ so that worker-only knobs do not widen every other service's configuration.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ class WorkerTuning(BaseSettings):
 
     worker_id: str | None = None
     whisper_device: Literal["cpu", "cuda"] = "cpu"
+    # 0: the CPUs this process may use, shared out between the WORKER_CONCURRENCY slots
     whisper_cpu_threads: int = Field(default=0, ge=0, le=256)
     whisper_batch_size: int = Field(default=8, ge=1, le=64)
     whisper_cache_dir: Path | None = None
@@ -37,12 +39,26 @@ class WorkerTuning(BaseSettings):
     max_attempts: int = Field(default=5, ge=1, le=100)
     max_delayed_retries: int = Field(default=256, ge=1)
 
+    # audio of jobs waiting for a slot is fetched ahead: at most PREFETCH_JOBS at a time
+    # (unset: WORKER_CONCURRENCY; 0: off), decoded ahead when at most PREFETCH_DECODE_MAX_S
+    prefetch_jobs: int | None = Field(default=None, ge=0, le=256)
+    prefetch_decode_max_s: float = Field(default=600.0, ge=0)
+
+    # Fault injection for tests only, off by default: loading any model named here (comma
+    # separated, e.g. "base.en") fails with MemoryError, as a real allocation failure would,
+    # to exercise the pool's out-of-memory fallback through a real worker.
+    worker_fault_oom_models: str = ""
+
     model_acquire_timeout_s: float = Field(default=600.0, gt=0)
     progress_interval_s: float = Field(default=2.0, ge=0)
     progress_step: float = Field(default=0.05, ge=0, le=1)
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     session_timeout_s: float = Field(default=6.0, gt=0)
+
+    @property
+    def fault_oom_models(self) -> frozenset[str]:
+        return frozenset(m.strip() for m in self.worker_fault_oom_models.split(",") if m.strip())
 
     @model_validator(mode="after")
     def _limits_fit(self) -> WorkerTuning:
@@ -51,6 +67,11 @@ class WorkerTuning(BaseSettings):
         if self.job_time_limit_floor_s > self.job_soft_time_limit_s:
             raise ValueError("JOB_TIME_LIMIT_FLOOR_S must not exceed JOB_SOFT_TIME_LIMIT_S")
         return self
+
+
+def default_cpu_threads(concurrency: int) -> int:
+    """CPU threads per model: the CPUs this process may run on, split between the slots."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, concurrency))
 
 
 def load_tuning(**overrides: object) -> WorkerTuning:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from schemas.events import (
     DeadLetter,
@@ -32,15 +32,19 @@ from schemas.events import (
 from storage.keys import S3Uri, result_uri
 from stream_workers import audio
 from stream_workers.config import WorkerTuning
-from stream_workers.engines.base import ModelKey, Transcriber, TranscribeRequest, TranscriptResult
-from stream_workers.errors import (
-    AudioTooLongError,
-    JobCancelledError,
-    TimeLimitExceededError,
+from stream_workers.engines.base import (
+    SAMPLE_RATE,
+    ModelKey,
+    Samples,
+    Transcriber,
+    TranscribeRequest,
+    TranscriptResult,
 )
+from stream_workers.errors import JobCancelledError, TimeLimitExceededError
 from stream_workers.policy import classify, retry_delay_s, stack_trace, time_limits
 from stream_workers.pool import ModelPool
 from stream_workers.ports import CancelView, EventPublisher, ObjectStorage
+from stream_workers.prefetch import Prefetch, audio_file_name
 from stream_workers.results import result_document, summary_of
 from stream_workers.status import StatusEmitter
 from whisperstream.settings import Settings
@@ -100,6 +104,24 @@ class _Progress:
             self._report(fraction)
 
 
+class _Phases:
+    """Wall seconds per phase of one job, logged when it ends (where the time goes)."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._last = self._started
+        self._spent: list[tuple[str, float]] = []
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self._spent.append((phase, now - self._last))
+        self._last = now
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{phase} {seconds:.3f}" for phase, seconds in self._spent)
+        return f"{time.monotonic() - self._started:.3f}s ({parts})"
+
+
 class JobRunner:
     def __init__(
         self,
@@ -129,7 +151,8 @@ class JobRunner:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.transcriptions = 0
 
-    async def run(self, delivery: Delivery) -> Outcome:
+    async def run(self, delivery: Delivery, prefetch: Prefetch | None = None) -> Outcome:
+        """Run one delivery to its terminal event; `prefetch` is its audio fetched ahead."""
         request = delivery.request
         status = StatusEmitter(
             self._publisher, self._settings.topic_status, request, self._worker_id
@@ -138,10 +161,12 @@ class JobRunner:
             await status.emit(JobStatus.CANCELLED)
             return Outcome.CANCELLED
         target = result_uri(self._settings.results_bucket, request.job_id)
+        phases = _Phases()
         try:
             if await asyncio.to_thread(self._store.exists, target):
                 return await self._completed_again(status, target)
-            return await self._transcribe(delivery, status, target)
+            phases.mark("result-exists")
+            return await self._transcribe(delivery, status, target, phases, prefetch)
         except JobCancelledError:
             await status.emit(JobStatus.CANCELLED)
             return Outcome.CANCELLED
@@ -159,7 +184,12 @@ class JobRunner:
         return Outcome.ALREADY_COMPLETED
 
     async def _transcribe(
-        self, delivery: Delivery, status: StatusEmitter, target: S3Uri
+        self,
+        delivery: Delivery,
+        status: StatusEmitter,
+        target: S3Uri,
+        phases: _Phases,
+        prefetch: Prefetch | None,
     ) -> Outcome:
         request = delivery.request
         key = self._key_for(
@@ -169,21 +199,29 @@ class JobRunner:
         status.engine, status.model = key.engine, key.model
         started = time.monotonic()
         started_at = utc_now()
-        await status.emit(JobStatus.PROCESSING)
+        status.emit_nowait(JobStatus.PROCESSING)
+        max_seconds = self._tuning.max_audio_duration_s
+        fetched = await prefetch.result() if prefetch is not None else None
+        phases.mark("prefetch-wait" if fetched is not None else "start")
         with tempfile.TemporaryDirectory(dir=self._workdir, prefix="job-") as folder:
             workdir = Path(folder)
-            source = S3Uri.parse(request.audio.uri)
-            downloaded = workdir / ("audio" + PurePosixPath(source.key).suffix[:16])
-            await asyncio.to_thread(self._store.download_to, source, downloaded)
-            path, duration = await asyncio.to_thread(audio.prepare, downloaded, workdir)
-            if duration > self._tuning.max_audio_duration_s:
-                raise AudioTooLongError(
-                    f"audio is {duration:.0f}s, over MAX_AUDIO_DURATION_S="
-                    f"{self._tuning.max_audio_duration_s:.0f}"
-                )
-            result, used = await self._run_engine(request, key, path, duration, status)
+            decoded = fetched.decoded if fetched is not None else None
+            if decoded is None:
+                if fetched is None:
+                    source = S3Uri.parse(request.audio.uri)
+                    path = workdir / audio_file_name(source)
+                    await asyncio.to_thread(self._store.download_to, source, path)
+                    phases.mark("download")
+                else:
+                    path = fetched.path
+                decoded = await asyncio.to_thread(audio.prepare, path, workdir, max_seconds)
+                phases.mark("decode")
+            result, used = await self._run_engine(request, key, decoded.samples, status)
+            phases.mark("engine")
+        duration = decoded.duration
         document = result_document(request.job_id, result, used)
         await asyncio.to_thread(self._store.put_json, target, document)
+        phases.mark("result-upload")
         self.transcriptions += 1
         status.model = used.model
         elapsed = time.monotonic() - started
@@ -198,23 +236,30 @@ class JobRunner:
             result=summary_of(document, str(target)),
             timing=timing,
         )
+        phases.mark("completed-event")
+        log.info("job %s completed in %s", request.job_id, phases.summary())
         return Outcome.COMPLETED
 
     async def _run_engine(
         self,
         request: TranscriptionRequested,
         key: ModelKey,
-        path: Path,
-        duration: float,
+        samples: Samples,
         status: StatusEmitter,
     ) -> tuple[TranscriptResult, ModelKey]:
         loop = asyncio.get_running_loop()
+        duration = len(samples) / SAMPLE_RATE
         limits = time_limits(duration, self._tuning)
-        reports: list[concurrent.futures.Future[None]] = []
+        engine_done = False
 
-        def report(fraction: float) -> None:
-            coroutine = status.emit(JobStatus.PROCESSING, progress=fraction)
-            reports.append(asyncio.run_coroutine_threadsafe(coroutine, loop))
+        def report_on_loop(fraction: float) -> None:
+            # A thread past its hard limit may still report: nothing after the engine phase
+            # ended may be sent, or it could follow the job's terminal event.
+            if not engine_done:
+                status.emit_nowait(JobStatus.PROCESSING, progress=fraction)
+
+        def report(fraction: float) -> None:  # on the engine's thread
+            loop.call_soon_threadsafe(report_on_loop, fraction)
 
         progress = _Progress(
             request.job_id, self._cancels, time.monotonic() + limits.soft_s, self._tuning, report
@@ -222,14 +267,14 @@ class JobRunner:
         engine_request = TranscribeRequest(request.language, request.task, request.options)
 
         def work(model: Transcriber) -> TranscriptResult:
-            return model.transcribe(path, engine_request, progress)
+            return model.transcribe(samples, engine_request, progress)
 
         def run() -> tuple[TranscriptResult, ModelKey]:
             return self._pool.run(key, self._tuning.model_acquire_timeout_s, work)
 
         running = loop.run_in_executor(self._executor, run)
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(running), limits.hard_s)
+            return await asyncio.wait_for(asyncio.shield(running), limits.hard_s)
         except TimeoutError:
             # A thread cannot be killed: flag it to stop at its next segment; the pool keeps
             # its model leased until it does, so nothing else can use a model still in use.
@@ -238,9 +283,7 @@ class JobRunner:
                 f"hard time limit of {limits.hard_s:.0f}s reached for {duration:.0f}s of audio"
             ) from None
         finally:
-            for pending in reports:
-                await asyncio.wrap_future(pending)
-        return outcome
+            engine_done = True
 
     async def _failed(self, delivery: Delivery, status: StatusEmitter, exc: Exception) -> Outcome:
         request = delivery.request

@@ -55,6 +55,10 @@ class SlotScheduler:
     def waiting(self, priority: Priority) -> int:
         return sum(not f.done() for f in self._waiting[priority])
 
+    def must_wait(self) -> bool:
+        """Whether a job asking now would have to wait for a slot (whatever its priority)."""
+        return not self._closed and not (self._free > 0 and not self._any_waiting())
+
     async def acquire(self, priority: Priority) -> Slot:
         """Wait for a slot; raises WorkerStoppingError once the scheduler is closed."""
         if self._closed:

@@ -25,8 +25,10 @@ from schemas.events import (
     new_event_id,
     utc_now,
 )
+from storage.errors import InvalidS3UriError
+from storage.keys import S3Uri
 from storage.s3 import ObjectStore
-from stream_workers.config import WorkerTuning
+from stream_workers.config import WorkerTuning, default_cpu_threads
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.errors import WorkerStoppingError
 from stream_workers.job import Delivery, JobRunner, Outcome
@@ -38,6 +40,7 @@ from stream_workers.kafka_io import (
 )
 from stream_workers.models.catalog import ModelCatalog
 from stream_workers.pool import ModelPool
+from stream_workers.prefetch import Prefetch, Prefetcher
 from stream_workers.scheduler import SlotScheduler
 from whisperstream.settings import Settings
 
@@ -97,11 +100,19 @@ class WorkerService:
         self._closers.append(self.store.close)
         cache = tuning.whisper_cache_dir or settings.whisperstream_state_dir / "models"
         catalog = ModelCatalog(settings.whisper_model_dir, cache)
+        cpu_threads = tuning.whisper_cpu_threads or default_cpu_threads(settings.worker_concurrency)
+        fault_oom = tuning.fault_oom_models
+        if fault_oom:
+            log.warning(
+                "fault injection on: loading %s fails with MemoryError (WORKER_FAULT_OOM_MODELS)",
+                ", ".join(sorted(fault_oom)),
+            )
         self.loader = EngineLoader(
             catalog,
             device=tuning.whisper_device,
-            cpu_threads=tuning.whisper_cpu_threads,
+            cpu_threads=cpu_threads,
             batch_size=tuning.whisper_batch_size,
+            fault_oom_models=fault_oom,
         )
         self.pool = ModelPool(
             self.loader,
@@ -124,6 +135,13 @@ class WorkerService:
                 tuning.model_acquire_timeout_s,
             )
         self.scheduler = SlotScheduler(settings.worker_concurrency)
+        prefetch_jobs = tuning.prefetch_jobs
+        self.prefetcher = Prefetcher(
+            self.store,
+            self.workdir,
+            limit=settings.worker_concurrency if prefetch_jobs is None else prefetch_jobs,
+            decode_max_s=tuning.prefetch_decode_max_s,
+        )
         self.runner = JobRunner(
             settings=settings,
             tuning=tuning,
@@ -138,9 +156,10 @@ class WorkerService:
         )
         self._spawn_background(self._heartbeats())
         log.info(
-            "worker %s ready: %d slot(s), pool %s",
+            "worker %s ready: %d slot(s), %d CPU thread(s) per model, pool %s",
             self.worker_id,
             settings.worker_concurrency,
+            cpu_threads,
             self.pool.loaded(),
         )
 
@@ -213,12 +232,40 @@ class WorkerService:
             return  # stopping: left unacked, so another worker gets it
 
     async def _start(self, delivery: Delivery, ack: Ack) -> None:
-        slot = await self.scheduler.acquire(delivery.request.priority)
-        self._spawn_job(self._job(delivery, ack, slot.release))
-
-    async def _job(self, delivery: Delivery, ack: Ack, release: Callable[[], None]) -> None:
+        priority = delivery.request.priority
+        prefetch = None
+        if self.scheduler.must_wait():
+            prefetch = self._prefetch(delivery)
         try:
-            outcome = await self.runner.run(delivery)
+            slot = await self.scheduler.acquire(priority)
+        except BaseException:
+            if prefetch is not None:
+                prefetch.close()
+            raise
+        if prefetch is not None:
+            prefetch.started()
+        self._spawn_job(self._job(delivery, ack, slot.release, prefetch))
+
+    def _prefetch(self, delivery: Delivery) -> Prefetch | None:
+        """Fetch a waiting job's audio while the running jobs transcribe (I/O under compute)."""
+        request = delivery.request
+        if self.cancels.is_cancelled(request.job_id):
+            return None
+        try:
+            uri = S3Uri.parse(request.audio.uri)
+        except InvalidS3UriError:
+            return None  # the job itself reports the bad URI when it starts
+        return self.prefetcher.start(uri, self.tuning.max_audio_duration_s)
+
+    async def _job(
+        self,
+        delivery: Delivery,
+        ack: Ack,
+        release: Callable[[], None],
+        prefetch: Prefetch | None,
+    ) -> None:
+        try:
+            outcome = await self.runner.run(delivery, prefetch)
         except Exception:
             # The terminal event could not be delivered (the broker is gone): leave the
             # offset uncommitted and stop the worker so the job is redelivered.
@@ -227,6 +274,8 @@ class WorkerService:
             raise
         finally:
             release()
+            if prefetch is not None:
+                prefetch.close()
         self._count(outcome)
         await ack()
 

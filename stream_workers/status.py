@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from schemas.events import (
@@ -33,8 +34,20 @@ class StatusEmitter:
         self._request = request
         self._worker_id = worker_id
         self._seq = time.time_ns() // 1_000_000 * 1000
+        self._pending: list[asyncio.Future[None]] = []
         self.engine: str | None = None
         self.model: str | None = None
+
+    def emit_nowait(self, status: JobStatus, *, progress: float = 0.0) -> None:
+        """Send a non-terminal event without waiting for the broker's acknowledgement.
+
+        Processing and progress events are informative; the job does not wait for them.
+        The next `emit` (every terminal event is one) waits for them first, so a job's
+        events are still delivered in order and a failure to deliver any of them fails
+        that terminal step, as if it had been awaited at once.
+        """
+        event = self._event(status, progress=progress)
+        self._pending.append(asyncio.ensure_future(self._send(event)))
 
     async def emit(
         self,
@@ -45,8 +58,33 @@ class StatusEmitter:
         result: ResultSummary | None = None,
         timing: JobTiming | None = None,
     ) -> None:
+        """Send an event and return once the broker has it, and every event before it."""
+        event = self._event(status, progress=progress, error=error, result=result, timing=timing)
+        await self.settle()
+        await self._send(event)
+
+    async def settle(self) -> None:
+        """Wait for the events sent without waiting (raises if one was not delivered)."""
+        pending, self._pending = self._pending, []
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _send(self, event: JobStatusChanged) -> None:
+        await self._publisher.publish(self._topic, self._request.job_id, event)
+
+    def _event(
+        self,
+        status: JobStatus,
+        *,
+        progress: float = 0.0,
+        error: JobError | None = None,
+        result: ResultSummary | None = None,
+        timing: JobTiming | None = None,
+    ) -> JobStatusChanged:
         self._seq += 1
-        event = JobStatusChanged(
+        return JobStatusChanged(
             event_id=new_event_id(),
             job_id=self._request.job_id,
             occurred_at=utc_now(),
@@ -61,4 +99,3 @@ class StatusEmitter:
             result=result,
             timing=timing,
         )
-        await self._publisher.publish(self._topic, self._request.job_id, event)

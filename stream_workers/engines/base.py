@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from schemas.events import Task, TranscriptionOptions
+
+SAMPLE_RATE = 16_000
+Samples = npt.NDArray[np.float32]
+"""Decoded audio as both engines take it: 16 kHz mono float32 in [-1, 1]."""
 
 EngineName = Literal["faster-whisper", "openai-whisper"]
 ENGINES: tuple[EngineName, ...] = ("faster-whisper", "openai-whisper")
@@ -84,7 +90,7 @@ class Transcriber(Protocol):
     key: ModelKey
 
     def transcribe(
-        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult: ...
 
     def close(self) -> None: ...

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from stream_workers.engines.base import (
+    SAMPLE_RATE,
     ModelKey,
+    Samples,
     SegmentCallback,
     TranscribeRequest,
     TranscriptResult,
@@ -43,7 +45,7 @@ class FasterWhisperTranscriber:
         self._batched = BatchedInferencePipeline(self._model) if batch_size > 1 else None
 
     def transcribe(
-        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult:
         options = request.options
         kwargs: dict[str, Any] = {
@@ -55,12 +57,7 @@ class FasterWhisperTranscriber:
             "word_timestamps": options.word_timestamps,
             "vad_filter": options.vad_filter,
         }
-        from faster_whisper.audio import decode_audio  # noqa: PLC0415
-
-        audio = decode_audio(
-            str(audio_path), sampling_rate=self._model.feature_extractor.sampling_rate
-        )
-        duration = len(audio) / self._model.feature_extractor.sampling_rate
+        duration = len(audio) / SAMPLE_RATE
         try:
             if self._batched is not None and duration >= BATCH_MIN_SECONDS:
                 kwargs["vad_filter"] = True  # the batched pipeline cuts the audio at VAD pauses

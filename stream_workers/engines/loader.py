@@ -21,11 +21,13 @@ class EngineLoader:
         device: str = "cpu",
         cpu_threads: int = 0,
         batch_size: int = 8,
+        fault_oom_models: frozenset[str] = frozenset(),
     ) -> None:
         self._catalog = catalog
         self._device = device
         self._cpu_threads = cpu_threads
         self._batch_size = batch_size
+        self._fault_oom_models = fault_oom_models
 
     def key_for(self, engine: str, model: str) -> ModelKey:
         if engine == "faster-whisper":
@@ -36,6 +38,8 @@ class EngineLoader:
 
     def load(self, key: ModelKey) -> Transcriber:
         path = self._catalog.resolve(key.engine, key.model)
+        if key.model in self._fault_oom_models:
+            raise MemoryError(f"out of memory loading {key} (injected: WORKER_FAULT_OOM_MODELS)")
         if key.engine == "faster-whisper":
             return faster.FasterWhisperTranscriber(
                 key,

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from stream_workers.engines.base import (
+    SAMPLE_RATE,
     ModelKey,
+    Samples,
     Segment,
     SegmentCallback,
     TranscribeRequest,
@@ -19,7 +21,6 @@ from stream_workers.errors import InvalidOptionsError
 from stream_workers.models.convert import ALIGNMENT_HEADS_KEY
 
 WINDOW_SECONDS = 30.0
-SAMPLE_RATE = 16_000
 
 
 def default_compute_type(device: str) -> str:
@@ -49,11 +50,10 @@ class OpenAIWhisperTranscriber:
             )
 
     def transcribe(
-        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult:
         import whisper  # noqa: PLC0415
 
-        audio = whisper.load_audio(str(audio_path))
         duration = len(audio) / SAMPLE_RATE
         options = request.options
         language = request.language

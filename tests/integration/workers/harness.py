@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +51,7 @@ class Bus:
         self.store = ObjectStore.from_settings(settings)
         self._consumers: dict[str, tuple[Consumer, list[bytes]]] = {}
         self._at_end: dict[str, set[int]] = {}
+        self._decoded: dict[tuple[str, type], list[Event]] = {}
 
     def close(self) -> None:
         for consumer, _ in self._consumers.values():
@@ -64,11 +65,29 @@ class Bus:
         return str(uri)
 
     def request(
-        self, audio: Path, priority: Priority = Priority.NORMAL, job_id: str | None = None
+        self,
+        audio: Path,
+        priority: Priority = Priority.NORMAL,
+        job_id: str | None = None,
+        model: str = "tiny.en",
     ) -> TranscriptionRequested:
+        """Upload `audio` and produce its request (flushed: it is in the topic on return)."""
+        request = self.prepare(audio, priority, job_id, model)
+        self.submit(request)
+        self.flush()
+        return request
+
+    def prepare(
+        self,
+        audio: Path,
+        priority: Priority = Priority.NORMAL,
+        job_id: str | None = None,
+        model: str = "tiny.en",
+    ) -> TranscriptionRequested:
+        """Upload `audio` and build its request, without producing it yet."""
         job_id = job_id or new_event_id()
         uri = self.upload(job_id, audio)
-        request = TranscriptionRequested(
+        return TranscriptionRequested(
             event_id=new_event_id(),
             job_id=job_id,
             occurred_at=utc_now(),
@@ -76,7 +95,7 @@ class Bus:
             attempt=1,
             not_before=None,
             audio=AudioRef(uri, audio.stat().st_size, "0" * 64, "audio/flac", audio.name),
-            model="tiny.en",
+            model=model,
             engine=None,
             language=None,
             task=Task.TRANSCRIBE,
@@ -87,13 +106,19 @@ class Bus:
             source=Source.KAFKA,
             correlation_id=None,
         )
+
+    def submit(self, request: TranscriptionRequested) -> None:
+        """Produce a prepared request to its priority's topic (call `flush` after)."""
         topic = (
             self.settings.topic_requests_high
-            if priority == Priority.HIGH
+            if request.priority == Priority.HIGH
             else self.settings.topic_requests_normal
         )
-        self.send(topic, job_id, self.codec.encode(request))
-        return request
+        value = self.codec.encode(request)
+        self.producer.produce(topic, key=request.job_id.encode(), value=value)
+
+    def flush(self) -> None:
+        assert self.producer.flush(15) == 0
 
     def cancel(self, job_id: str) -> None:
         event = CancelRequested(new_event_id(), job_id, utc_now(), "test", None)
@@ -101,7 +126,7 @@ class Bus:
 
     def send(self, topic: str, key: str, value: bytes) -> None:
         self.producer.produce(topic, key=key.encode(), value=value)
-        assert self.producer.flush(15) == 0
+        self.flush()
 
     def read(self, topic: str, kind: type[E]) -> list[E]:
         """Everything in `topic` so far (new messages are polled on every call)."""
@@ -112,6 +137,8 @@ class Bus:
                     "group.id": f"test-reader-{new_event_id()}",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
+                    # answer soon when nothing is new: a test waits on every read
+                    "fetch.wait.max.ms": 50,
                 }
             )
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -135,7 +162,11 @@ class Bus:
                 at_end.discard(message.partition() or 0)
             elif error.code() == KafkaError._PARTITION_EOF:
                 at_end.add(message.partition() or 0)
-        return [self.codec.decode(raw, kind) for raw in seen]
+        # decode only what is new since the last call: tests poll often, and a loaded
+        # machine should spend its CPU on the workers, not on decoding the topic again
+        decoded = self._decoded.setdefault((topic, kind), [])
+        decoded.extend(self.codec.decode(raw, kind) for raw in seen[len(decoded) :])
+        return [event for event in decoded if isinstance(event, kind)]
 
     def statuses(self, job_id: str) -> list[JobStatusChanged]:
         return [
@@ -145,17 +176,31 @@ class Bus:
     def terminal(self, job_id: str) -> JobStatusChanged | None:
         return next((e for e in self.statuses(job_id) if e.status.is_terminal), None)
 
+    def terminals(self, job_ids: Iterable[str]) -> dict[str, JobStatusChanged]:
+        """The first terminal event of each of `job_ids` that has one, in one read."""
+        wanted = set(job_ids)
+        found: dict[str, JobStatusChanged] = {}
+        for event in self.read(self.settings.topic_status, JobStatusChanged):
+            if event.job_id in wanted and event.status.is_terminal:
+                found.setdefault(event.job_id, event)
+        return found
+
+    def all_terminal(self, job_ids: Sequence[str]) -> bool:
+        return len(self.terminals(job_ids)) == len(set(job_ids))
+
 
 T = TypeVar("T")
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.2
+) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = probe()
         if found:
             return found
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from schemas.events import TranscriptionOptions
-from stream_workers.engines.base import ModelKey, TranscribeRequest
+from stream_workers import audio
+from stream_workers.config import default_cpu_threads, load_tuning
+from stream_workers.engines.base import ModelKey, Samples, TranscribeRequest
 from stream_workers.engines.faster import FasterWhisperTranscriber
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.engines.openai import OpenAIWhisperTranscriber
-from stream_workers.errors import ConversionError, JobCancelledError, ModelNotInstalledError
+from stream_workers.errors import (
+    ConversionError,
+    JobCancelledError,
+    ModelNotInstalledError,
+    is_out_of_memory,
+)
 from stream_workers.models.catalog import ModelCatalog
 
 REFERENCE = (
@@ -52,16 +60,21 @@ def _no_progress(_done: float, _total: float) -> None:
     return None
 
 
+@pytest.fixture(scope="module")
+def jfk_samples(jfk_flac: Path) -> Samples:
+    return audio.decode(jfk_flac, max_seconds=60)
+
+
 @pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
 def test_each_engine_gives_the_reference_words(
-    catalog: ModelCatalog, jfk_flac: Path, engine: str
+    catalog: ModelCatalog, jfk_samples: Samples, engine: str
 ) -> None:
     loader = EngineLoader(catalog)
     model = loader.load(loader.key_for(engine, "tiny.en"))
     progress: list[float] = []
     try:
         result = model.transcribe(
-            jfk_flac,
+            jfk_samples,
             TranscribeRequest(options=TranscriptionOptions(word_timestamps=True)),
             lambda done, total: progress.append(done / total),
         )
@@ -78,7 +91,7 @@ def test_each_engine_gives_the_reference_words(
 
 
 def test_converted_checkpoint_gives_the_same_tokens_as_faster_whisper(
-    catalog: ModelCatalog, tmp_path: Path, jfk_flac: Path
+    catalog: ModelCatalog, tmp_path: Path, jfk_samples: Samples
 ) -> None:
     source = catalog.resolve("faster-whisper", "tiny.en")
     checkpoint = catalog.import_ct2(source, "tiny-imported")
@@ -89,8 +102,12 @@ def test_converted_checkpoint_gives_the_same_tokens_as_faster_whisper(
         ModelKey("openai-whisper", "tiny-imported", "float32"), checkpoint
     )
     try:
-        fast_tokens = [s.tokens for s in fast.transcribe(jfk_flac, greedy, _no_progress).segments]
-        slow_tokens = [s.tokens for s in slow.transcribe(jfk_flac, greedy, _no_progress).segments]
+        fast_tokens = [
+            s.tokens for s in fast.transcribe(jfk_samples, greedy, _no_progress).segments
+        ]
+        slow_tokens = [
+            s.tokens for s in slow.transcribe(jfk_samples, greedy, _no_progress).segments
+        ]
     finally:
         fast.close()
         slow.close()
@@ -99,14 +116,14 @@ def test_converted_checkpoint_gives_the_same_tokens_as_faster_whisper(
 
 
 def test_multilingual_base_pack_is_assembled_once_and_detects_english(
-    catalog: ModelCatalog, jfk_flac: Path
+    catalog: ModelCatalog, jfk_samples: Samples
 ) -> None:
     path = catalog.resolve("faster-whisper", "base")
     assert (path / "model.bin").stat().st_size == 2 * 72608766
     assert catalog.resolve("faster-whisper", "base") == path
     model = FasterWhisperTranscriber(ModelKey("faster-whisper", "base", "int8"), path)
     try:
-        result = model.transcribe(jfk_flac, TranscribeRequest(), _no_progress)
+        result = model.transcribe(jfk_samples, TranscribeRequest(), _no_progress)
     finally:
         model.close()
     assert result.language == "en"
@@ -116,7 +133,7 @@ def test_multilingual_base_pack_is_assembled_once_and_detects_english(
 
 @pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
 def test_raising_from_the_segment_callback_stops_the_engine(
-    catalog: ModelCatalog, jfk_flac: Path, engine: str
+    catalog: ModelCatalog, jfk_samples: Samples, engine: str
 ) -> None:
     loader = EngineLoader(catalog)
     model = loader.load(loader.key_for(engine, "tiny.en"))
@@ -128,7 +145,7 @@ def test_raising_from_the_segment_callback_stops_the_engine(
 
     try:
         with pytest.raises(JobCancelledError):
-            model.transcribe(jfk_flac, TranscribeRequest(), cancel)
+            model.transcribe(jfk_samples, TranscribeRequest(), cancel)
     finally:
         model.close()
     assert len(calls) == 1
@@ -161,3 +178,24 @@ def test_conversion_refuses_what_is_not_a_ct2_whisper_model(
     with pytest.raises(ConversionError):
         catalog.import_ct2(tmp_path, "broken")
     assert not list(tmp_path.glob("*.pt"))
+
+
+def test_injected_oom_fails_the_load_like_a_real_allocation_failure(
+    catalog: ModelCatalog,
+) -> None:
+    tuning = load_tuning(worker_fault_oom_models="base.en, tiny.en")
+    assert tuning.fault_oom_models == frozenset({"base.en", "tiny.en"})
+    assert load_tuning().fault_oom_models == frozenset()  # off by default
+    loader = EngineLoader(catalog, fault_oom_models=tuning.fault_oom_models)
+    with pytest.raises(MemoryError, match="WORKER_FAULT_OOM_MODELS") as caught:
+        loader.load(loader.key_for("faster-whisper", "tiny.en"))
+    assert is_out_of_memory(caught.value)
+    # only the named models: another one still loads
+    loader.load(loader.key_for("faster-whisper", "base")).close()
+
+
+def test_cpu_threads_are_shared_out_between_the_slots() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert default_cpu_threads(1) == cpus
+    assert default_cpu_threads(cpus) == 1
+    assert default_cpu_threads(cpus * 4) == 1

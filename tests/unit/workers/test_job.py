@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,6 +34,7 @@ from storage.keys import S3Uri
 from stream_workers.config import load_tuning
 from stream_workers.engines.base import (
     ModelKey,
+    Samples,
     Segment,
     SegmentCallback,
     TranscribeRequest,
@@ -39,6 +42,7 @@ from stream_workers.engines.base import (
 )
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.pool import ModelPool
+from stream_workers.prefetch import Prefetcher
 from whisperstream.settings import load_settings
 
 SETTINGS = load_settings()
@@ -49,8 +53,10 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[str, Any] = {}
         self.fail_download: Exception | None = None
+        self.downloads = 0
 
     def download_to(self, uri: S3Uri, path: Path) -> Path:
+        self.downloads += 1
         if self.fail_download is not None:
             raise self.fail_download
         if str(uri) not in self.objects:
@@ -70,10 +76,15 @@ class MemoryStore:
 
 
 class MemoryPublisher:
-    def __init__(self) -> None:
+    """Acknowledges after `delay` seconds, recording each event once it is acknowledged."""
+
+    def __init__(self, delay: float = 0.0) -> None:
         self.sent: list[tuple[str, str, Event]] = []
+        self.delay = delay
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.sent.append((topic, key, event))
 
     def statuses(self) -> list[JobStatusChanged]:
@@ -96,11 +107,13 @@ class ScriptedModel:
         self.segments = segments
         self.during = during
         self.calls = 0
+        self.audio_seconds: list[float] = []
 
     def transcribe(
-        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult:
         self.calls += 1
+        self.audio_seconds.append(len(audio) / 16_000)
         duration = 11.0
         out = []
         for index in range(self.segments):
@@ -141,6 +154,7 @@ class Harness:
         self.pool = ModelPool(self.loader, max_size=1)
         self.executor = concurrent.futures.ThreadPoolExecutor(2)
         self.jfk = jfk
+        self.workdir = tmp
         self.runner = JobRunner(
             settings=SETTINGS,
             tuning=load_tuning(progress_interval_s=100, **tuning),
@@ -335,3 +349,102 @@ async def test_soft_time_limit_stops_the_job_and_retries(tmp_path: Path, jfk_fla
     last = h.publisher.statuses()[-1]
     assert last.error is not None
     assert last.error.type == "TimeLimitExceededError"
+
+
+async def test_events_sent_without_waiting_are_all_delivered_before_the_terminal_event(
+    tmp_path: Path, jfk_flac: Path
+) -> None:
+    h = Harness(tmp_path, jfk_flac)
+    h.publisher.delay = 0.05  # a slow broker: every acknowledgement takes 50 ms
+    try:
+        assert await h.runner.run(h.delivery()) == Outcome.COMPLETED
+    finally:
+        h.executor.shutdown()
+    statuses = h.publisher.statuses()
+    # everything was acknowledged before run() returned, in order, the terminal event last
+    assert statuses[0].status == JobStatus.PROCESSING
+    assert statuses[-1].status == JobStatus.COMPLETED
+    assert len(statuses) > 2
+    assert [s.seq for s in statuses] == sorted(s.seq for s in statuses)
+
+
+async def test_a_prefetched_job_uses_the_audio_fetched_ahead(harness: Harness) -> None:
+    delivery = harness.delivery()
+    prefetcher = Prefetcher(harness.store, harness.workdir, limit=1, decode_max_s=600)
+    prefetch = prefetcher.start(S3Uri.parse(delivery.request.audio.uri), 3600)
+    assert prefetch is not None
+    assert prefetcher.start(S3Uri.parse(delivery.request.audio.uri), 3600) is None  # the limit
+    fetched = await prefetch.result()
+    assert fetched is not None
+    assert fetched.decoded is not None
+    assert fetched.decoded.duration == pytest.approx(11.0)
+    assert harness.store.downloads == 1
+    prefetch.started()
+    # a started job's audio no longer counts against the limit of jobs fetched ahead
+    assert prefetcher.active == 0
+    assert await harness.runner.run(delivery, prefetch) == Outcome.COMPLETED
+    assert harness.store.downloads == 1  # not downloaded again
+    assert harness.model.audio_seconds == [pytest.approx(11.0)]
+    assert prefetch.folder.exists()
+    prefetch.close()
+    assert not prefetch.folder.exists()
+    assert prefetcher.active == 0
+
+
+async def test_long_audio_is_only_downloaded_ahead_and_decoded_when_the_job_starts(
+    harness: Harness,
+) -> None:
+    delivery = harness.delivery()
+    prefetcher = Prefetcher(harness.store, harness.workdir, limit=1, decode_max_s=5)
+    prefetch = prefetcher.start(S3Uri.parse(delivery.request.audio.uri), 3600)
+    assert prefetch is not None
+    fetched = await prefetch.result()
+    assert fetched is not None
+    assert fetched.decoded is None
+    assert fetched.path.exists()
+    assert await harness.runner.run(delivery, prefetch) == Outcome.COMPLETED
+    assert harness.store.downloads == 1
+    assert harness.model.audio_seconds == [pytest.approx(11.0)]
+    prefetch.close()
+    assert not prefetch.folder.exists()
+
+
+async def test_a_failed_prefetch_leaves_the_fetch_to_the_job(harness: Harness) -> None:
+    delivery = harness.delivery()
+    harness.store.fail_download = StorageUnavailableError("S3 unreachable for a moment")
+    prefetcher = Prefetcher(harness.store, harness.workdir, limit=1, decode_max_s=600)
+    prefetch = prefetcher.start(S3Uri.parse(delivery.request.audio.uri), 3600)
+    assert prefetch is not None
+    assert await prefetch.result() is None
+    harness.store.fail_download = None
+    assert await harness.runner.run(delivery, prefetch) == Outcome.COMPLETED
+    assert harness.store.downloads == 2
+    prefetch.close()
+    assert prefetcher.active == 0
+
+
+async def test_a_prefetch_closed_while_downloading_cleans_up_once_the_download_ends(
+    harness: Harness,
+) -> None:
+    delivery = harness.delivery()
+    release = threading.Event()
+    download = harness.store.download_to
+
+    def slow_download(uri: S3Uri, path: Path) -> Path:
+        release.wait(10)
+        return download(uri, path)
+
+    harness.store.download_to = slow_download  # type: ignore[method-assign]
+    prefetcher = Prefetcher(harness.store, harness.workdir, limit=1, decode_max_s=600)
+    prefetch = prefetcher.start(S3Uri.parse(delivery.request.audio.uri), 3600)
+    assert prefetch is not None
+    await asyncio.sleep(0.05)
+    prefetch.close()  # the job was cancelled or the worker is stopping
+    assert prefetcher.active == 1  # the download thread still runs: its slot is still taken
+    release.set()
+    for _ in range(200):
+        if prefetcher.active == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert prefetcher.active == 0
+    assert not prefetch.folder.exists()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stream_workers.engines.base import (
     ModelKey,
+    Samples,
     SegmentCallback,
     TranscribeRequest,
     TranscriptResult,
@@ -31,7 +32,7 @@ class FakeModel:
         self.fail_running = fail_running
 
     def transcribe(
-        self, audio_path: Path, request: TranscribeRequest, on_segment: SegmentCallback
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult:
         if self.fail_running:
             raise RuntimeError("CUDA failed to allocate memory")
@@ -170,7 +171,7 @@ def test_oom_while_running_discards_the_model_and_falls_back() -> None:
 
     def work(model: object) -> TranscriptResult:
         assert isinstance(model, FakeModel)
-        return model.transcribe(Path("x.wav"), fake_request, lambda _d, _t: None)
+        return model.transcribe(np.zeros(16, dtype=np.float32), fake_request, lambda _d, _t: None)
 
     _, used = pool.run(BASE, 1, work)
     assert used == TINY

@@ -89,3 +89,14 @@ async def test_a_cancelled_waiter_does_not_leak_its_slot() -> None:
     assert scheduler.in_use == 0
     again = await asyncio.wait_for(scheduler.acquire(Priority.NORMAL), 1)
     again.release()
+
+
+async def test_must_wait_says_whether_a_job_would_queue() -> None:
+    scheduler = SlotScheduler(1)
+    assert not scheduler.must_wait()
+    slot = await scheduler.acquire(Priority.NORMAL)
+    assert scheduler.must_wait()
+    slot.release()
+    assert not scheduler.must_wait()
+    scheduler.close()
+    assert not scheduler.must_wait()  # a stopping worker queues nothing: acquire refuses
