@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,15 +108,22 @@ class Bus:
             correlation_id=None,
         )
 
-    def submit(self, request: TranscriptionRequested) -> None:
-        """Produce a prepared request to its priority's topic (call `flush` after)."""
+    def submit(self, request: TranscriptionRequested, partition: int | None = None) -> None:
+        """Produce a prepared request to its priority's topic (call `flush` after).
+
+        `partition` places it explicitly; by default the key (the job id) decides.
+        """
         topic = (
             self.settings.topic_requests_high
             if request.priority == Priority.HIGH
             else self.settings.topic_requests_normal
         )
         value = self.codec.encode(request)
-        self.producer.produce(topic, key=request.job_id.encode(), value=value)
+        key = request.job_id.encode()
+        if partition is None:
+            self.producer.produce(topic, key=key, value=value)
+        else:
+            self.producer.produce(topic, key=key, value=value, partition=partition)
 
     def flush(self) -> None:
         assert self.producer.flush(15) == 0
@@ -286,3 +294,33 @@ def completed_text(bus: Bus, job_id: str) -> str:
     assert event.status == JobStatus.COMPLETED, event
     assert event.result is not None
     return event.result.text
+
+
+_SYNCED = re.compile(r"Successfully synced group \S+ with generation (-?\d+)")
+_ASSIGNED = re.compile(r"Setting newly assigned partitions (.*) for group")
+_PARTITION = re.compile(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)")
+_REJOIN = "(Re-)joining group"
+
+
+def group_assignment(log: Path, topic: str) -> tuple[int, frozenset[int]] | None:
+    """A worker's latest consumer-group generation and its partitions of `topic`.
+
+    Read from the worker's log (aiokafka logs every sync and assignment): None until the
+    worker has joined the group and been given its partitions.
+    """
+    generation: int | None = None
+    partitions: frozenset[int] | None = None
+    for line in log.read_text(errors="replace").splitlines():
+        if (synced := _SYNCED.search(line)) is not None:
+            generation, partitions = int(synced[1]), None
+        elif (assigned := _ASSIGNED.search(line)) is not None and generation is not None:
+            found = _PARTITION.findall(assigned[1])
+            partitions = frozenset(int(p) for name, p in found if name == topic)
+    if generation is None or partitions is None:
+        return None
+    return generation, partitions
+
+
+def group_joins(log: Path) -> int:
+    """How many times the worker (re-)joined its consumer group: each rebalance is one more."""
+    return log.read_text(errors="replace").count(_REJOIN)
