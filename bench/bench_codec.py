@@ -11,66 +11,18 @@ import argparse
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from bench.report import Figure, add_json_option, emit
 from schemas.codec import EventCodec
-from schemas.events import (
-    AudioRef,
-    Priority,
-    Source,
-    Task,
-    TranscriptionOptions,
-    TranscriptionRequested,
-)
-
-JOB = "6f1c1e7a-3b8e-4c55-9a57-0d6f9e3c2b10"
-WHEN = datetime(2026, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
+from schemas.events import TranscriptionRequested
+from tests.support.sample_events import full_request, minimal_request
 
 
 def requests() -> dict[str, TranscriptionRequested]:
-    audio = AudioRef(
-        f"s3://audio/uploads/{JOB}/jfk.flac", 360_000, "9f" * 32, "audio/flac", "jfk.flac"
-    )
-    full = TranscriptionRequested(
-        event_id="0b5f4c52-8a39-4d84-b1b3-7e3f6b9c2a11",
-        job_id=JOB,
-        occurred_at=WHEN,
-        priority=Priority.HIGH,
-        attempt=2,
-        not_before=WHEN,
-        audio=audio,
-        model="tiny.en",
-        engine="faster-whisper",
-        language="en",
-        task=Task.TRANSCRIBE,
-        options=TranscriptionOptions("Kennedy", True, 0.2, 5, True),
-        owner="alice",
-        idempotency_key="upload-42",
-        callback_url="https://example.test/hook",
-        source=Source.API,
-        correlation_id="req-7",
-    )
-    minimal = TranscriptionRequested(
-        event_id=full.event_id,
-        job_id=JOB,
-        occurred_at=WHEN,
-        priority=Priority.NORMAL,
-        attempt=1,
-        not_before=None,
-        audio=audio,
-        model="tiny.en",
-        engine=None,
-        language=None,
-        task=Task.TRANSCRIBE,
-        options=TranscriptionOptions(),
-        owner=None,
-        idempotency_key=None,
-        callback_url=None,
-        source=Source.KAFKA,
-        correlation_id=None,
-    )
-    return {"all optional fields set": full, "all optional fields None": minimal}
+    return {
+        "all optional fields set": full_request(),
+        "all optional fields None": minimal_request(),
+    }
 
 
 def rate(operation: Callable[[], object], seconds: float) -> float:
