@@ -18,19 +18,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import fold
-from db.error_queries import MAX_PAGE_SIZE as MAX_ERROR_PAGE
-from db.error_queries import ErrorLogEntry, ErrorPage
 from db.fold import JobEvent
 from db.idempotency_keys import settle_idempotency_keys
 from db.mapping import (
     JOB_COLUMNS,
     RESULT_COLUMNS,
-    error_from_mapping,
     job_from_mapping,
     job_values,
     result_from_mapping,
 )
-from db.models import error_logs_table, jobs_table, projector_offsets_table, results_table
+from db.models import jobs_table, projector_offsets_table, results_table
 from db.rows import JobRow
 from schemas.events import JobStatus, TranscriptionRequested
 
@@ -169,39 +166,3 @@ async def projector_last_applied_at(engine: AsyncEngine) -> datetime | None:
             await connection.execute(select(func.max(table.c.updated_at)))
         ).scalar()
     return latest
-
-
-async def list_errors_for_admin(
-    engine: AsyncEngine,
-    *,
-    resolved: bool | None = None,
-    error_type: str | None = None,
-    job_id: uuid.UUID | None = None,
-    before_id: int | None = None,
-    limit: int = 50,
-) -> ErrorPage:
-    """As :func:`db.error_queries.list_errors`, with an ``error_type`` filter too."""
-    if not 1 <= limit <= MAX_ERROR_PAGE:
-        raise ValueError(f"limit must be within 1..{MAX_ERROR_PAGE}, got {limit}")
-    table = error_logs_table
-    stmt = select(table).order_by(table.c.id.desc()).limit(limit + 1)
-    if resolved is not None:
-        stmt = stmt.where(table.c.resolved == resolved)
-    if error_type is not None:
-        stmt = stmt.where(table.c.error_type == error_type)
-    if job_id is not None:
-        stmt = stmt.where(table.c.job_id == job_id)
-    if before_id is not None:
-        stmt = stmt.where(table.c.id < before_id)
-    async with engine.connect() as connection:
-        found = [
-            ErrorLogEntry(
-                id=m["id"],
-                resolved=m["resolved"],
-                resolved_at=m["resolved_at"],
-                row=error_from_mapping(m),
-            )
-            for m in (await connection.execute(stmt)).mappings()
-        ]
-    items = found[:limit]
-    return ErrorPage(items, items[-1].id if len(found) > limit else None)

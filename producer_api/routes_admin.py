@@ -11,7 +11,8 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.api_support import list_errors_for_admin, projector_last_applied_at
+from db import error_queries
+from db.api_support import projector_last_applied_at
 from db.error_queries import ErrorLogEntry, resolve_error
 from db.lag_queries import lag_report, read_projector_lag
 from producer_api.appkeys import ENGINE_KEY, HEARTBEATS_KEY, PRODUCER_KEY, SETTINGS_KEY, STORE_KEY
@@ -163,7 +164,7 @@ async def list_errors(request: web.Request) -> web.Response:
         resolved = resolved_text == "true"
     limit = min(_int(request, "limit", 50, 1) or 50, MAX_LIMIT)
     try:
-        page = await list_errors_for_admin(
+        page = await error_queries.list_errors(
             request.app[ENGINE_KEY],
             resolved=resolved,
             error_type=request.query.get("error_type"),
