@@ -30,6 +30,8 @@ class Benchmark:
     name: str
     title: str
     args: tuple[str, ...] = ()
+    max_runs: int | None = None
+    """Fewer runs for the slowest benchmarks (minutes each)."""
 
 
 BENCHMARKS = (
@@ -40,7 +42,8 @@ BENCHMARKS = (
     Benchmark("bench_api", "API on loopback, workers idle"),
     Benchmark("bench_projector_fold", "Projector fold into Postgres"),
     Benchmark("bench_projector_replay", "Projector replay of 100,000 events through the broker"),
-    Benchmark("bench_workers", "Worker pipeline vs. the raw engine"),
+    Benchmark("bench_workers", "Worker pipeline vs. the raw engine", max_runs=2),
+    Benchmark("bench_batching", "faster-whisper on long audio: batched vs. one window at a time"),
     Benchmark("bench_system", "Whole system: priority latency and peak memory"),
 )
 
@@ -111,9 +114,10 @@ def main() -> int:
             runs: list[list[Figure]] = []
             last_output = ""
             seconds = 0.0
-            for index in range(args.runs):
+            runs_wanted = min(args.runs, bench.max_runs or args.runs)
+            for index in range(runs_wanted):
                 out = Path(tmp) / f"{bench.name}-{index}.json"
-                print(f"{bench.name}: run {index + 1}/{args.runs}", flush=True)
+                print(f"{bench.name}: run {index + 1}/{runs_wanted}", flush=True)
                 last_output, took = run_one(bench, out)
                 seconds += took
                 runs.append(load(out))
@@ -122,7 +126,7 @@ def main() -> int:
                 f"## {bench.title}",
                 "",
                 f"`python -m bench.{bench.name} {' '.join(bench.args)}`".replace(" `", "`"),
-                f"— {args.runs} runs, {seconds:.0f} s in all.",
+                f"— {runs_wanted} runs, {seconds:.0f} s in all.",
                 "",
                 *table(runs),
                 "",
