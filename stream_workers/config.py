@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from whisperstream.errors import SettingsError
+from whisperstream.settings import describe_validation_error
 
 
 class WorkerTuning(BaseSettings):
@@ -78,4 +79,4 @@ def load_tuning(**overrides: object) -> WorkerTuning:
     try:
         return WorkerTuning(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise SettingsError(f"invalid worker configuration: {exc}") from exc
+        raise SettingsError(describe_validation_error(exc, "worker configuration")) from exc

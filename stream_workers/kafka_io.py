@@ -19,6 +19,7 @@ from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.events import CancelRequested, DeadLetter, Event, SourcePosition, utc_now
 from stream_workers.errors import TransientJobError
+from whisperstream.kafka_producer import is_unrecoverable
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +31,43 @@ class KafkaUnavailableError(TransientJobError):
 class KafkaPublisher:
     def __init__(self, bootstrap: str, codec: EventCodec, *, client_id: str) -> None:
         self._codec = codec
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "client.id": client_id,
-                "enable.idempotence": True,
-                "linger.ms": 2,
-                "message.timeout.ms": 60_000,
-            }
-        )
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "message.timeout.ms": 60_000,
+        }
+        # set from librdkafka's threads once this producer id is fenced or fatally broken
+        self._broken = threading.Event()
+        self._swap = threading.Lock()
+        self._producer = self._new_producer()
+        self.replacements = 0
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()
+
+    def _new_producer(self) -> Producer:
+        self._broken.clear()
+        return Producer({**self._config, "error_cb": self._on_error})
+
+    def _on_error(self, error: KafkaError) -> None:
+        if is_unrecoverable(error):
+            log.warning("Kafka producer is unusable (%s); a new one will take over", error)
+            self._broken.set()
+
+    def _replace_if_broken(self) -> None:
+        """A fenced idempotent producer never delivers again (seen after a Tansu restart):
+        swap in a new one; what the old one still held fails, and those jobs are retried."""
+        if not self._broken.is_set():
+            return
+        with self._swap:
+            if not self._broken.is_set():
+                return
+            old, self._producer = self._producer, self._new_producer()
+            self.replacements += 1
+        old.purge()
+        old.poll(0)  # serve the purged records' delivery reports
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -52,6 +78,8 @@ class KafkaPublisher:
         done: asyncio.Future[None] = loop.create_future()
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None and is_unrecoverable(error):
+                self._broken.set()
             loop.call_soon_threadsafe(_settle, done, error, topic)
 
         self.produce(topic, key, self._codec.encode(event), delivered)
@@ -64,6 +92,7 @@ class KafkaPublisher:
         value: bytes,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
+        self._replace_if_broken()
         while True:
             try:
                 self._producer.produce(

@@ -35,10 +35,11 @@ class StatusEmitter:
         self._worker_id = worker_id
         self._seq = time.time_ns() // 1_000_000 * 1000
         self._pending: list[asyncio.Future[None]] = []
+        self._progress = 0.0
         self.engine: str | None = None
         self.model: str | None = None
 
-    def emit_nowait(self, status: JobStatus, *, progress: float = 0.0) -> None:
+    def emit_nowait(self, status: JobStatus, *, progress: float | None = None) -> None:
         """Send a non-terminal event without waiting for the broker's acknowledgement.
 
         Processing and progress events are informative; the job does not wait for them.
@@ -53,7 +54,7 @@ class StatusEmitter:
         self,
         status: JobStatus,
         *,
-        progress: float = 0.0,
+        progress: float | None = None,
         error: JobError | None = None,
         result: ResultSummary | None = None,
         timing: JobTiming | None = None,
@@ -78,12 +79,16 @@ class StatusEmitter:
         self,
         status: JobStatus,
         *,
-        progress: float = 0.0,
+        progress: float | None = None,
         error: JobError | None = None,
         result: ResultSummary | None = None,
         timing: JobTiming | None = None,
     ) -> JobStatusChanged:
+        """`progress=None` repeats the last progress sent: a cancelled or failed job
+        keeps showing how far it got."""
         self._seq += 1
+        if progress is not None:
+            self._progress = min(1.0, max(0.0, progress))
         return JobStatusChanged(
             event_id=new_event_id(),
             job_id=self._request.job_id,
@@ -91,7 +96,7 @@ class StatusEmitter:
             attempt=self._request.attempt,
             seq=self._seq,
             status=status,
-            progress=min(1.0, max(0.0, progress)),
+            progress=self._progress,
             worker_id=self._worker_id,
             engine=self.engine,
             model=self.model,

@@ -184,11 +184,12 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from exc
+        raise SettingsError(describe_validation_error(exc)) from exc
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = ["invalid configuration:"]
+def describe_validation_error(exc: ValidationError, what: str = "configuration") -> str:
+    """One line per invalid setting: its environment name, the value, what it accepts."""
+    lines = [f"invalid {what}:"]
     for error in exc.errors():
         name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
         received = error.get("input")

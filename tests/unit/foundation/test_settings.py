@@ -74,3 +74,13 @@ def test_cli_stops_at_start_with_a_clear_message() -> None:
     assert "API_PORT" in result.stderr
     assert "not-a-port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_tuning_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_workers.config import load_tuning  # noqa: PLC0415
+
+    monkeypatch.setenv("JOB_SOFT_TIME_LIMIT_S", "soon")
+    with pytest.raises(SettingsError) as info:
+        load_tuning()
+    assert "JOB_SOFT_TIME_LIMIT_S (got 'soon')" in str(info.value)
+    assert "valid number" in str(info.value)

@@ -265,7 +265,12 @@ async def test_a_running_job_stops_at_the_next_segment_when_cancelled(harness: H
     harness.model.during = cancel_after_third
     assert await harness.runner.run(delivery) == Outcome.CANCELLED
     assert seen == [0, 1, 2]
-    assert harness.publisher.statuses()[-1].status == JobStatus.CANCELLED
+    statuses = harness.publisher.statuses()
+    assert statuses[-1].status == JobStatus.CANCELLED
+    # the cancelled event keeps the progress the job had reached
+    progressed = [s.progress for s in statuses if s.status == JobStatus.PROCESSING]
+    assert progressed[-1] > 0
+    assert statuses[-1].progress == progressed[-1]
     assert not harness.store.exists(S3Uri("results", f"{delivery.request.job_id}.json"))
 
 
