@@ -147,8 +147,19 @@ class KafkaProducer:
         """Produce one record and wait for the broker's acknowledgement.
 
         Returns ``(partition, offset)``; raises :class:`PublishError` if the record was
-        not confirmed within the delivery timeout.
+        not confirmed within the delivery timeout. A record the broker rejected because
+        this producer was fenced was not written, so it is sent once more by a new one.
         """
+        try:
+            return await self._send_once(topic, key, value)
+        except PublishError:
+            if not self._broken.is_set():
+                raise
+        return await self._send_once(topic, key, value)
+
+    async def _send_once(
+        self, topic: str, key: str | bytes | None, value: bytes
+    ) -> tuple[int, int]:
         await self._replace_if_broken()
         producer = self._require_started()
         loop = asyncio.get_running_loop()
