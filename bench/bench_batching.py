@@ -45,12 +45,27 @@ def main() -> int:
         batched = BatchedInferencePipeline(model)
 
         def plain() -> None:
-            segments, _ = model.transcribe(audio, beam_size=5, language="en")
+            # The same decoding choices on both sides: VAD-cut windows, no previous text
+            # as prompt, and no temperature fallback (repeated jfk.flac is so repetitive
+            # that the compression-ratio check would otherwise re-decode most windows).
+            segments, _ = model.transcribe(
+                audio,
+                beam_size=5,
+                language="en",
+                vad_filter=True,
+                condition_on_previous_text=False,
+                temperature=0.0,
+            )
             list(segments)
 
         def in_batches() -> None:
             segments, _ = batched.transcribe(
-                audio, batch_size=args.batch_size, beam_size=5, language="en", vad_filter=True
+                audio,
+                batch_size=args.batch_size,
+                beam_size=5,
+                language="en",
+                vad_filter=True,
+                temperature=0.0,
             )
             list(segments)
 
