@@ -26,6 +26,9 @@ class WorkerTuning(BaseSettings):
     whisper_cpu_threads: int = Field(default=0, ge=0, le=256)
     whisper_batch_size: int = Field(default=8, ge=1, le=64)
     whisper_cache_dir: Path | None = None
+    # engines whose models run in a child process each (comma separated; empty: none).
+    # openai-whisper's Python decoding loop runs faster away from the worker's threads.
+    whisper_process_engines: str = "openai-whisper"
 
     # time limits: soft = duration x factor, kept within [floor, ceiling]; hard adds a margin
     job_soft_time_limit_s: float = Field(default=3600.0, gt=0)
@@ -58,11 +61,21 @@ class WorkerTuning(BaseSettings):
     session_timeout_s: float = Field(default=6.0, gt=0)
 
     @property
+    def process_engines(self) -> frozenset[str]:
+        return frozenset(e.strip() for e in self.whisper_process_engines.split(",") if e.strip())
+
+    @property
     def fault_oom_models(self) -> frozenset[str]:
         return frozenset(m.strip() for m in self.worker_fault_oom_models.split(",") if m.strip())
 
     @model_validator(mode="after")
     def _limits_fit(self) -> WorkerTuning:
+        unknown = self.process_engines - {"faster-whisper", "openai-whisper"}
+        if unknown:
+            raise ValueError(
+                f"WHISPER_PROCESS_ENGINES names unknown engines {sorted(unknown)}: "
+                "faster-whisper, openai-whisper"
+            )
         if self.job_hard_time_limit_s < self.job_soft_time_limit_s:
             raise ValueError("JOB_HARD_TIME_LIMIT_S must be at least JOB_SOFT_TIME_LIMIT_S")
         if self.job_time_limit_floor_s > self.job_soft_time_limit_s:

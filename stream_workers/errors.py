@@ -60,6 +60,10 @@ class ModelOutOfMemoryError(TransientJobError):
     """Out of memory even with the smallest model of the family."""
 
 
+class ModelUnusableError(TransientJobError):
+    """The loaded model can no longer be used (its engine process died); the pool drops it."""
+
+
 class TimeLimitExceededError(TransientJobError):
     """The job ran past its soft or hard time limit."""
 

@@ -23,6 +23,9 @@ from whisperstream.kafka_producer import is_unrecoverable
 
 log = logging.getLogger(__name__)
 
+_IDLE_WAKE_S = 0.5
+"""How often the Kafka threads wake when nothing arrives (to notice close())."""
+
 
 class KafkaUnavailableError(TransientJobError):
     """An event could not be delivered to the broker."""
@@ -70,8 +73,11 @@ class KafkaPublisher:
         old.poll(0)  # serve the purged records' delivery reports
 
     def _poll(self) -> None:
+        # poll returns as soon as a delivery report arrives; the timeout only bounds how
+        # long close() waits. Every wake-up takes the GIL from a running transcription,
+        # so this thread should wake for reports, not on a short timer.
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._producer.poll(_IDLE_WAKE_S)
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -170,7 +176,7 @@ class ControlReader:
                 "group.id": f"whisperstream-control-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
-                "fetch.wait.max.ms": 100,
+                "fetch.wait.max.ms": 500,
                 "auto.offset.reset": "earliest",
             }
         )
@@ -191,7 +197,7 @@ class ControlReader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            message = self._consumer.poll(0.1)
+            message = self._consumer.poll(_IDLE_WAKE_S)  # returns early for a message
             if message is None:
                 continue
             error = message.error()

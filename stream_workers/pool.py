@@ -20,7 +20,12 @@ from typing import Protocol, TypeVar
 
 from schemas.events import PoolStats
 from stream_workers.engines.base import ModelKey, Transcriber
-from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError, is_out_of_memory
+from stream_workers.errors import (
+    ModelOutOfMemoryError,
+    ModelUnusableError,
+    PoolTimeoutError,
+    is_out_of_memory,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -163,6 +168,9 @@ class ModelPool:
             with lease:
                 try:
                     return work(lease.model), current
+                except ModelUnusableError:
+                    lease.discard()
+                    raise
                 except BaseException as exc:
                     if not is_out_of_memory(exc):
                         raise

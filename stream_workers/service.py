@@ -113,6 +113,7 @@ class WorkerService:
             cpu_threads=cpu_threads,
             batch_size=tuning.whisper_batch_size,
             fault_oom_models=fault_oom,
+            process_engines=tuning.process_engines,
         )
         self.pool = ModelPool(
             self.loader,
@@ -120,6 +121,11 @@ class WorkerService:
             max_memory_mb=settings.model_pool_max_memory_mb,
         )
         self._closers.append(self.pool.close)
+        # Every model load and transcription runs on these threads. PyTorch's OpenMP runtime
+        # keeps a thread team for each thread that ever ran a parallel region; once the
+        # teams hold more threads than there are CPUs it stops spin-waiting between regions,
+        # and openai-whisper's many small decoder ops got about 40 % slower. One spare
+        # thread serves a new job while a job past its hard time limit still holds one.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             settings.worker_concurrency + 1, thread_name_prefix="transcribe"
         )
@@ -128,7 +134,9 @@ class WorkerService:
         self._closers.append(lambda: shutil.rmtree(self.workdir, ignore_errors=True))
         default_key = self.loader.key_for(settings.whisper_engine, settings.whisper_model_size)
         if settings.model_pool_size:
-            await asyncio.to_thread(
+            # On the transcription threads, like every other model load (see above).
+            await asyncio.get_running_loop().run_in_executor(
+                self.executor,
                 self.pool.warm,
                 default_key,
                 settings.model_pool_size,

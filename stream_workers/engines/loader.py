@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stream_workers.engines import faster, openai
 from stream_workers.engines.base import EngineName, ModelKey, Transcriber
+from stream_workers.engines.process import EngineSpec, ProcessTranscriber, open_transcriber
 from stream_workers.errors import UnknownEngineError
 from stream_workers.models.catalog import ModelCatalog
 
@@ -22,12 +23,15 @@ class EngineLoader:
         cpu_threads: int = 0,
         batch_size: int = 8,
         fault_oom_models: frozenset[str] = frozenset(),
+        process_engines: frozenset[str] = frozenset(),
     ) -> None:
         self._catalog = catalog
         self._device = device
         self._cpu_threads = cpu_threads
         self._batch_size = batch_size
         self._fault_oom_models = fault_oom_models
+        # engines whose models each get a child process (see engines/process.py)
+        self._process_engines = process_engines
 
     def key_for(self, engine: str, model: str) -> ModelKey:
         if engine == "faster-whisper":
@@ -40,15 +44,10 @@ class EngineLoader:
         path = self._catalog.resolve(key.engine, key.model)
         if key.model in self._fault_oom_models:
             raise MemoryError(f"out of memory loading {key} (injected: WORKER_FAULT_OOM_MODELS)")
-        if key.engine == "faster-whisper":
-            return faster.FasterWhisperTranscriber(
-                key,
-                path,
-                device=self._device,
-                cpu_threads=self._cpu_threads,
-                batch_size=self._batch_size,
-            )
-        return openai.OpenAIWhisperTranscriber(key, path, device=self._device)
+        spec = EngineSpec(key, path, self._device, self._cpu_threads, self._batch_size)
+        if key.engine in self._process_engines:
+            return ProcessTranscriber(spec)
+        return open_transcriber(spec)
 
     def estimate_mb(self, key: ModelKey) -> float:
         size = key.model.removesuffix(".en").split("-")[0]

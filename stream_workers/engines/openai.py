@@ -28,10 +28,15 @@ def default_compute_type(device: str) -> str:
 
 
 class OpenAIWhisperTranscriber:
-    def __init__(self, key: ModelKey, checkpoint: Path, *, device: str = "cpu") -> None:
+    def __init__(
+        self, key: ModelKey, checkpoint: Path, *, device: str = "cpu", cpu_threads: int = 0
+    ) -> None:
         import torch  # noqa: PLC0415 - heavy imports belong to the engine, not to import time
         import whisper  # noqa: PLC0415
 
+        if cpu_threads > 0:
+            # Process-wide in PyTorch; the worker gives every slot the same share of the CPUs.
+            torch.set_num_threads(cpu_threads)
         self.key = key
         self._device = device
         self._model: Any = whisper.load_model(str(checkpoint), device=device)

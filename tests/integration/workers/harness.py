@@ -43,8 +43,12 @@ REPO = Path(__file__).resolve().parents[3]
 class Bus:
     """Produces requests and reads whole topics back, all through the real broker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, fetch_wait_ms: int = 50) -> None:
+        """``fetch_wait_ms``: how long the broker holds an empty fetch. Short answers a
+        test's every read soon; a benchmark uses a long one so that its own polling does
+        not keep the broker (and the CPUs the worker needs) busy."""
         self.settings = settings
+        self._fetch_wait_ms = fetch_wait_ms
         self.codec = EventCodec()
         self.producer = Producer(
             {"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True}
@@ -145,8 +149,7 @@ class Bus:
                     "group.id": f"test-reader-{new_event_id()}",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
-                    # answer soon when nothing is new: a test waits on every read
-                    "fetch.wait.max.ms": 50,
+                    "fetch.wait.max.ms": self._fetch_wait_ms,
                 }
             )
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -65,11 +65,24 @@ def jfk_samples(jfk_flac: Path) -> Samples:
     return audio.decode(jfk_flac, max_seconds=60)
 
 
-@pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
+ENGINE_PLACES = [
+    pytest.param(engine, place, id=f"{engine}-{place}")
+    for engine in ("faster-whisper", "openai-whisper")
+    for place in ("in-process", "own-process")
+]
+
+
+def loader_for(catalog: ModelCatalog, engine: str, place: str) -> EngineLoader:
+    return EngineLoader(
+        catalog, process_engines=frozenset({engine}) if place == "own-process" else frozenset()
+    )
+
+
+@pytest.mark.parametrize(("engine", "place"), ENGINE_PLACES)
 def test_each_engine_gives_the_reference_words(
-    catalog: ModelCatalog, jfk_samples: Samples, engine: str
+    catalog: ModelCatalog, jfk_samples: Samples, engine: str, place: str
 ) -> None:
-    loader = EngineLoader(catalog)
+    loader = loader_for(catalog, engine, place)
     model = loader.load(loader.key_for(engine, "tiny.en"))
     progress: list[float] = []
     try:
@@ -131,11 +144,11 @@ def test_multilingual_base_pack_is_assembled_once_and_detects_english(
     assert word_error_rate(REFERENCE, result.text) <= 0.05
 
 
-@pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
+@pytest.mark.parametrize(("engine", "place"), ENGINE_PLACES)
 def test_raising_from_the_segment_callback_stops_the_engine(
-    catalog: ModelCatalog, jfk_samples: Samples, engine: str
+    catalog: ModelCatalog, jfk_samples: Samples, engine: str, place: str
 ) -> None:
-    loader = EngineLoader(catalog)
+    loader = loader_for(catalog, engine, place)
     model = loader.load(loader.key_for(engine, "tiny.en"))
     calls: list[float] = []
 

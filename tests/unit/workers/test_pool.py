@@ -16,7 +16,7 @@ from stream_workers.engines.base import (
     TranscribeRequest,
     TranscriptResult,
 )
-from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError
+from stream_workers.errors import ModelOutOfMemoryError, ModelUnusableError, PoolTimeoutError
 from stream_workers.pool import ModelPool
 
 TINY = ModelKey("faster-whisper", "tiny", "int8")
@@ -228,3 +228,19 @@ def test_pool_is_safe_under_many_threads() -> None:
     assert errors == []
     assert peak[0] <= 2
     assert pool.in_use() == 0
+
+
+def test_a_model_that_became_unusable_is_dropped_and_the_error_raised() -> None:
+    loader = FakeLoader()
+    pool = ModelPool(loader, max_size=2)
+
+    def work(_model: object) -> TranscriptResult:
+        raise ModelUnusableError("its engine process died")
+
+    with pytest.raises(ModelUnusableError):
+        pool.run(TINY, 1, work)
+    assert loader.loaded[0].closed
+    assert pool.loaded() == []
+    # the next job gets a freshly loaded model
+    pool.run(TINY, 1, lambda model: model)
+    assert len(loader.loaded) == 2
