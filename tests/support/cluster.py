@@ -30,6 +30,7 @@ from ops.kafka.offsets import Partition, high_watermarks
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.events import (
+    TERMINAL_STATUSES,
     AudioRef,
     Event,
     Priority,
@@ -51,7 +52,6 @@ from whisperstream.stack.ports import free_port
 Service = Literal["api", "worker", "projector"]
 StackService = Literal["s3", "postgres", "broker"]
 SERVICES: tuple[Service, ...] = ("api", "worker", "projector")
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 ADMIN_KEY = "fault-admin-key"
 T = TypeVar("T")
 
@@ -274,7 +274,7 @@ class Cluster:
         return body
 
     def wait_for_job(
-        self, job_id: str, statuses: frozenset[str] = TERMINAL, timeout: float = 180
+        self, job_id: str, statuses: frozenset[str] = TERMINAL_STATUSES, timeout: float = 180
     ) -> dict[str, Any]:
         last: dict[str, Any] = {}
         with self.http() as client:

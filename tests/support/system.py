@@ -16,11 +16,10 @@ from typing import IO, Any
 
 import httpx
 
+from schemas.events import TERMINAL_STATUSES
 from tests.support.stack import random_stack_settings, stack_env, stack_state_dir
 from whisperstream.settings import Settings
 from whisperstream.stack.ports import free_port
-
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class System:
         return httpx.Client(base_url=self.api_url, headers=headers, timeout=30)
 
     def wait_for_job(
-        self, job_id: str, statuses: frozenset[str] = TERMINAL, timeout: float = 180
+        self, job_id: str, statuses: frozenset[str] = TERMINAL_STATUSES, timeout: float = 180
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}

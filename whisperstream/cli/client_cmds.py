@@ -12,8 +12,9 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 
+from schemas.events import TERMINAL_STATUSES
 from whisperstream.cli.common import console, settings_for
-from whisperstream.client.api import FORMATS, TERMINAL, ApiClient, ApiError
+from whisperstream.client.api import FORMATS, ApiClient, ApiError
 from whisperstream.settings import Settings
 
 ApiUrlOption = Annotated[
@@ -141,7 +142,7 @@ async def _await_job(
         progress.update(
             bar, completed=float(job.get("progress") or 0) * 100, description=f"{name} {status}"
         )
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             return job
         await asyncio.sleep(1.0)
 

@@ -13,7 +13,6 @@ import aiohttp
 from whisperstream.errors import WhisperstreamError
 
 CHUNK = 256 * 1024
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # CLI format names -> the API's ?format= values
 FORMATS = {"json": "json", "txt": "text", "text": "text", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
 
