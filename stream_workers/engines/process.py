@@ -102,7 +102,8 @@ def _serve(conn: Connection, spec: EngineSpec) -> None:
 
     def report(done: float, total: float) -> None:
         conn.send(("progress", done, total))
-        if conn.recv()[0] == "stop":
+        # Anything but "continue" stops the job: a "close" from a worker shutting down too.
+        if conn.recv()[0] != "continue":
             raise _StopRequestedError
 
     try:
