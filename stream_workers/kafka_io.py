@@ -7,24 +7,23 @@ broker retry could duplicate a status event; confluent-kafka's idempotence works
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.events import CancelRequested, DeadLetter, Event, SourcePosition, utc_now
 from stream_workers.errors import TransientJobError
-from whisperstream.kafka_producer import is_unrecoverable
+from whisperstream.kafka_producer import KafkaProducer, PublishError
 
 log = logging.getLogger(__name__)
 
 _IDLE_WAKE_S = 0.5
-"""How often the Kafka threads wake when nothing arrives (to notice close())."""
+"""How often the control reader wakes when nothing arrives (to notice close())."""
+_DELIVERY_TIMEOUT_S = 60.0
 
 
 class KafkaUnavailableError(TransientJobError):
@@ -32,100 +31,38 @@ class KafkaUnavailableError(TransientJobError):
 
 
 class KafkaPublisher:
+    """Publishes events, encoded, through the shared idempotent :class:`KafkaProducer`."""
+
     def __init__(self, bootstrap: str, codec: EventCodec, *, client_id: str) -> None:
         self._codec = codec
-        self._config = {
-            "bootstrap.servers": bootstrap,
-            "client.id": client_id,
-            "enable.idempotence": True,
-            "linger.ms": 2,
-            "message.timeout.ms": 60_000,
-        }
-        # set from librdkafka's threads once this producer id is fenced or fatally broken
-        self._broken = threading.Event()
-        self._swap = threading.Lock()
-        self._producer = self._new_producer()
-        self.replacements = 0
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
-        self._poller.start()
+        # A worker's events may wait out a short broker outage: a minute, then a retry.
+        self._producer = KafkaProducer(
+            bootstrap, client_id=client_id, delivery_timeout_s=_DELIVERY_TIMEOUT_S
+        )
 
-    def _new_producer(self) -> Producer:
-        self._broken.clear()
-        return Producer({**self._config, "error_cb": self._on_error})
+    @property
+    def replacements(self) -> int:
+        """How many times a fenced producer was replaced by a new one."""
+        return self._producer.replacements
 
-    def _on_error(self, error: KafkaError) -> None:
-        if is_unrecoverable(error):
-            log.warning("Kafka producer is unusable (%s); a new one will take over", error)
-            self._broken.set()
-
-    def _replace_if_broken(self) -> None:
-        """A fenced idempotent producer never delivers again (seen after a Tansu restart):
-        swap in a new one; what the old one still held fails, and those jobs are retried."""
-        if not self._broken.is_set():
-            return
-        with self._swap:
-            if not self._broken.is_set():
-                return
-            old, self._producer = self._producer, self._new_producer()
-            self.replacements += 1
-        old.purge()
-        old.poll(0)  # serve the purged records' delivery reports
-
-    def _poll(self) -> None:
-        # poll returns as soon as a delivery report arrives; the timeout only bounds how
-        # long close() waits. Every wake-up takes the GIL from a running transcription,
-        # so this thread should wake for reports, not on a short timer.
-        while not self._stop.is_set():
-            self._producer.poll(_IDLE_WAKE_S)
+    async def start(self) -> None:
+        await self._producer.start()
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        try:
+            await self._producer.send(topic, key, self._codec.encode(event))
+        except PublishError as exc:
+            raise KafkaUnavailableError(str(exc)) from exc
 
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None and is_unrecoverable(error):
-                self._broken.set()
-            loop.call_soon_threadsafe(_settle, done, error, topic)
+    def produce(self, topic: str, key: str, value: bytes) -> None:
+        """Queue a record from a thread without an event loop; delivery is not awaited."""
+        try:
+            self._producer.produce(topic, key, value)
+        except PublishError as exc:
+            raise KafkaUnavailableError(str(exc)) from exc
 
-        self.produce(topic, key, self._codec.encode(event), delivered)
-        await done
-
-    def produce(
-        self,
-        topic: str,
-        key: str,
-        value: bytes,
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-    ) -> None:
-        self._replace_if_broken()
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value=value, key=key.encode(), on_delivery=on_delivery
-                )
-            except BufferError:
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                raise KafkaUnavailableError(f"cannot produce to {topic}: {exc}") from exc
-            else:
-                return
-
-    def close(self) -> None:
-        remaining = self._producer.flush(30)
-        self._stop.set()
-        self._poller.join(5)
-        if remaining:
-            log.error("%d events were not delivered before the producer closed", remaining)
-
-
-def _settle(future: asyncio.Future[None], error: KafkaError | None, topic: str) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(KafkaUnavailableError(f"delivery to {topic} failed: {error}"))
+    async def close(self) -> None:
+        await self._producer.close(flush_timeout_s=30.0)
 
 
 class CancelRegistry:

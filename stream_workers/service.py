@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import os
 import shutil
@@ -71,7 +72,7 @@ class WorkerService:
         self._background: set[asyncio.Task[None]] = set()
         self._waiting_retries: set[asyncio.Task[None]] = set()
         self._delayed = asyncio.Semaphore(tuning.max_delayed_retries)
-        self._closers: list[Callable[[], None]] = []
+        self._closers: list[Callable[[], Awaitable[None] | None]] = []
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class WorkerService:
         self.publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers, self.codec, client_id=self.worker_id
         )
+        await self.publisher.start()
         self._closers.append(self.publisher.close)
         self.cancels = CancelRegistry()
         self.control = ControlReader(
@@ -197,7 +199,9 @@ class WorkerService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for closer in reversed(self._closers):
-            closer()
+            closed = closer()
+            if inspect.isawaitable(closed):
+                await closed
 
     # -- messages --------------------------------------------------------------------
 

@@ -3,7 +3,11 @@
 ``send`` returns only once the broker has acknowledged the record (``acks=all``), so a
 caller can tell a client "accepted" knowing the event is in Kafka.  librdkafka's
 delivery reports are served by a poll thread and handed to the event loop with
-``call_soon_threadsafe``.
+``call_soon_threadsafe``.  ``produce`` is the synchronous, fire-and-forget form for
+threads without an event loop (the worker's control reader).
+
+Both the API and the worker publish through this class, so both get the one
+replacement of a fenced producer (seen after a Tansu restart).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Self
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -20,7 +25,10 @@ from whisperstream.errors import WhisperstreamError
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
-_POLL_INTERVAL_S = 0.05
+# poll() returns as soon as a delivery report arrives; the timeout only bounds how long
+# close() waits. A short one would wake the poll thread (and take the GIL) many times a
+# second, which a worker transcribing in the same process pays for.
+_POLL_INTERVAL_S = 0.5
 # Errors after which this librdkafka producer never delivers again (its idempotent
 # producer id is fenced or fatally out of sequence): a new producer must take over.
 _UNRECOVERABLE = frozenset(
@@ -74,7 +82,7 @@ class KafkaProducer:
         self._stopping = threading.Event()
         # set from librdkafka's threads when the producer can no longer deliver
         self._broken = threading.Event()
-        self._replacing = asyncio.Lock()
+        self._replacing = threading.Lock()
         self.replacements = 0
 
     @classmethod
@@ -86,9 +94,14 @@ class KafkaProducer:
         return self._delivery_timeout_s
 
     async def start(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
         if self._producer is not None:
             return
         self._producer = self._new_producer()
+        # cleared only now: a sender that saw it clear finds the new producer in place
+        self._broken.clear()
         self._stopping.clear()
         self._poller = threading.Thread(
             target=self._poll_loop, name="kafka-producer-poll", daemon=True
@@ -96,7 +109,6 @@ class KafkaProducer:
         self._poller.start()
 
     def _new_producer(self) -> Producer:
-        self._broken.clear()
         try:
             return Producer({**self._config, "error_cb": self._on_error})
         except KafkaException as exc:
@@ -107,29 +119,33 @@ class KafkaProducer:
             log.warning("Kafka producer is unusable (%s); a new one will take over", err)
             self._broken.set()
 
-    async def _replace_if_broken(self) -> None:
-        """Swap in a new producer (a new producer id) after an unrecoverable error."""
+    def _replace_if_broken(self) -> None:
+        """Swap in a new producer (a new producer id) after an unrecoverable error.
+
+        Blocking (it waits for the old poll thread) and safe from any thread."""
         if not self._broken.is_set():
             return
-        async with self._replacing:
+        with self._replacing:
             if not self._broken.is_set() or self._producer is None:
-                return  # another send replaced it while this one waited
-            old_poller = self._poller
+                return  # another caller replaced it while this one waited
+            old_poller, old = self._poller, self._producer
             self._stopping.set()
             if old_poller is not None:
-                await asyncio.to_thread(old_poller.join)
-            old = self._producer
+                old_poller.join()
             self._producer = None
-            await asyncio.to_thread(old.purge)
+            old.purge()
+            old.poll(0)  # serve the purged records' delivery reports
             self.replacements += 1
-            await self.start()
+            self._start()
 
     async def close(self, flush_timeout_s: float = 10.0) -> None:
         """Wait up to ``flush_timeout_s`` for records in flight, then stop polling."""
         producer = self._producer
         if producer is None:
             return
-        await asyncio.to_thread(producer.flush, flush_timeout_s)
+        remaining = await asyncio.to_thread(producer.flush, flush_timeout_s)
+        if remaining:
+            log.error("%d records were not delivered before the producer closed", remaining)
         self._stopping.set()
         if self._poller is not None:
             await asyncio.to_thread(self._poller.join)
@@ -160,7 +176,8 @@ class KafkaProducer:
     async def _send_once(
         self, topic: str, key: str | bytes | None, value: bytes
     ) -> tuple[int, int]:
-        await self._replace_if_broken()
+        if self._broken.is_set():
+            await asyncio.to_thread(self._replace_if_broken)
         producer = self._require_started()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
@@ -183,6 +200,35 @@ class KafkaProducer:
                 f"no delivery report from Kafka for {topic} within "
                 f"{self._delivery_timeout_s + 5.0:.1f} s"
             ) from exc
+
+    def produce(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        """Queue one record without waiting for it; ``on_delivery`` runs on the poll thread.
+
+        Blocks only while librdkafka's queue is full. Raises :class:`PublishError`."""
+        self._replace_if_broken()
+        producer = self._require_started()
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            if err is not None and is_unrecoverable(err):
+                self._broken.set()
+            if on_delivery is not None:
+                on_delivery(err, msg)
+
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=report)
+            except BufferError:
+                producer.poll(0.1)
+            except KafkaException as exc:
+                raise PublishError(f"cannot produce to {topic}: {exc}") from exc
+            else:
+                return
 
     async def ping(self, timeout_s: float = 5.0) -> float:
         """Fetch cluster metadata; returns the seconds it took. Raises PublishError."""
