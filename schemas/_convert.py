@@ -19,7 +19,8 @@ FromDict = Callable[[dict[str, Any]], Any]
 _Step = Callable[[Any], Any]
 
 
-def _optional_inner(hint: Any) -> tuple[Any, bool]:
+def optional_inner(hint: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for ``T | None``, ``(hint, False)`` otherwise; TypeError for wider unions."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         if len(args) != 1:
@@ -33,7 +34,7 @@ def _nullable(step: _Step) -> _Step:
 
 
 def _decode_step(hint: Any) -> _Step | None:
-    inner, optional = _optional_inner(hint)
+    inner, optional = optional_inner(hint)
     step: _Step | None = None
     if isinstance(inner, type) and issubclass(inner, Enum):
         # A dict lookup is ~10x faster than calling the enum class.
@@ -46,7 +47,7 @@ def _decode_step(hint: Any) -> _Step | None:
 
 
 def _encode_step(hint: Any) -> _Step | None:
-    inner, optional = _optional_inner(hint)
+    inner, optional = optional_inner(hint)
     if not (dataclasses.is_dataclass(inner) and isinstance(inner, type)):
         return None
     step = build_to_dict(inner)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from itertools import count
 from typing import Any
+
+from schemas._convert import optional_inner
 
 Write = Callable[[Any, bytearray], None]
 Read = Callable[[bytes, int], tuple[Any, int]]
@@ -145,12 +146,21 @@ _HELPERS: dict[str, Any] = {
 
 
 def _optional_inner(hint: Any) -> tuple[Any, bool]:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        if len(args) != 1:
-            raise UnsupportedSchemaError(f"only T | None unions are supported, got {hint}")
-        return args[0], True
-    return hint, False
+    try:
+        return optional_inner(hint)
+    except TypeError as exc:
+        raise UnsupportedSchemaError(str(exc)) from exc
+
+
+def _record_fields(schema: Mapping[str, Any], hint: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The record's fields and the dataclass's type hints, checked to match in order."""
+    if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        raise UnsupportedSchemaError(f"record {schema['name']} has no dataclass")
+    fields = list(schema["fields"])
+    names = [field.name for field in dataclasses.fields(hint)]
+    if names != [field["name"] for field in fields]:
+        raise UnsupportedSchemaError(f"{hint.__name__} fields differ from record {schema['name']}")
+    return fields, typing.get_type_hints(hint)
 
 
 class _Generator:
@@ -289,15 +299,7 @@ class _Generator:
     def _write_record(
         self, schema: Mapping[str, Any], hint: Any, expr: str, namespace: str, depth: int
     ) -> None:
-        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
-            raise UnsupportedSchemaError(f"record {schema['name']} has no dataclass")
-        hints = typing.get_type_hints(hint)
-        names = [field.name for field in dataclasses.fields(hint)]
-        fields = schema["fields"]
-        if names != [field["name"] for field in fields]:
-            raise UnsupportedSchemaError(
-                f"{hint.__name__} fields differ from record {schema['name']}"
-            )
+        fields, hints = _record_fields(schema, hint)
         space = self._namespace(schema, namespace)
         record = self._fresh("r")
         self._emit(f"{record} = {expr}")
@@ -428,15 +430,7 @@ class _Generator:
         raise UnsupportedSchemaError(f"logical type {logical} on {kind}")
 
     def _read_record(self, schema: Mapping[str, Any], hint: Any, namespace: str, depth: int) -> str:
-        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
-            raise UnsupportedSchemaError(f"record {schema['name']} has no dataclass")
-        hints = typing.get_type_hints(hint)
-        names = [field.name for field in dataclasses.fields(hint)]
-        fields = schema["fields"]
-        if names != [field["name"] for field in fields]:
-            raise UnsupportedSchemaError(
-                f"{hint.__name__} fields differ from record {schema['name']}"
-            )
+        fields, hints = _record_fields(schema, hint)
         space = self._namespace(schema, namespace)
         values = [
             self._read(field["type"], hints[field["name"]], space, depth + 1) for field in fields
