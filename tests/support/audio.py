@@ -34,56 +34,36 @@ def _ffmpeg(*args: str) -> None:
         raise RuntimeError(f"ffmpeg failed ({result.returncode}): {result.stderr.strip()}")
 
 
+def _ffmpeg_to_mono_16k(*args: str, destination: Path) -> Path:
+    """Run ffmpeg with ``args`` and write 16 kHz mono audio to ``destination``."""
+    _ffmpeg(*args, "-ac", "1", "-ar", "16000", str(destination))
+    return destination
+
+
 def cut(source: Path, destination: Path, start_s: float, duration_s: float) -> Path:
     """`duration_s` seconds of `source` from `start_s`, written as 16 kHz mono FLAC."""
-    _ffmpeg(
+    return _ffmpeg_to_mono_16k(
         "-ss",
         f"{start_s:.3f}",
         "-t",
         f"{duration_s:.3f}",
         "-i",
         str(source),
-        "-ac",
-        "1",
-        "-ar",
-        "16000",
-        str(destination),
+        destination=destination,
     )
-    return destination
 
 
 def repeat(source: Path, destination: Path, times: int) -> Path:
     """`source` played `times` times back to back (real speech of `times` x its length)."""
     if times < 1:
         raise ValueError("times must be at least 1")
-    _ffmpeg(
+    return _ffmpeg_to_mono_16k(
         "-stream_loop",
         str(times - 1),
         "-i",
         str(source),
-        "-ac",
-        "1",
-        "-ar",
-        "16000",
-        str(destination),
+        destination=destination,
     )
-    return destination
-
-
-def pad_with_silence(source: Path, destination: Path, total_s: float) -> Path:
-    """`source` followed by silence up to `total_s` seconds."""
-    _ffmpeg(
-        "-i",
-        str(source),
-        "-af",
-        f"apad=whole_dur={total_s:.3f}",
-        "-ac",
-        "1",
-        "-ar",
-        "16000",
-        str(destination),
-    )
-    return destination
 
 
 def duration_s(path: Path) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -265,30 +264,6 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout)
-
-
-def concat_audio(source: Path, times: int, destination: Path) -> Path:
-    listing = destination.with_suffix(".txt")
-    listing.write_text("".join(f"file '{source}'\n" for _ in range(times)))
-    subprocess.run(
-        [
-            shutil.which("ffmpeg") or "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            str(listing),
-            "-c:a",
-            "flac",
-            str(destination),
-        ],
-        check=True,
-    )
-    return destination
 
 
 def completed_text(bus: Bus, job_id: str) -> str:

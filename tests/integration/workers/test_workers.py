@@ -15,7 +15,6 @@ from storage.keys import result_uri
 from tests.integration.workers.harness import (
     Bus,
     completed_text,
-    concat_audio,
     group_assignment,
     group_joins,
     stop,
@@ -23,6 +22,7 @@ from tests.integration.workers.harness import (
     worker,
     worker_env,
 )
+from tests.support.audio import repeat
 from tests.support.stack import RunningStack
 from whisperstream.settings import Settings
 
@@ -93,7 +93,7 @@ def test_cancel_pending_and_running_jobs(
 ) -> None:
     # 5.5 minutes of speech: even on a loaded machine the job runs for many seconds, so the
     # cancel surely lands mid-job; it stops at the next segment, so the test stays short
-    long_audio = concat_audio(jfk_flac, 30, tmp_path / "long.flac")
+    long_audio = repeat(jfk_flac, tmp_path / "long.flac", 30)
     pending = bus.request(jfk_flac)
     bus.cancel(pending.job_id)
     env = worker_env(
@@ -341,7 +341,7 @@ def test_a_long_transcription_keeps_the_worker_in_its_group(
     worker expelled from the group (and the job redelivered) if the loop were blocked.
     """
     session_timeout_s = 3.0
-    long_audio = concat_audio(jfk_flac, 40, tmp_path / "long.flac")  # 7.3 minutes
+    long_audio = repeat(jfk_flac, tmp_path / "long.flac", 40)  # 7.3 minutes
     env = worker_env(
         running_stack,
         fresh_topics,

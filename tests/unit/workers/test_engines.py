@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -22,28 +21,7 @@ from stream_workers.errors import (
     is_out_of_memory,
 )
 from stream_workers.models.catalog import ModelCatalog
-
-REFERENCE = (
-    "And so, my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
-)
-
-
-def normalise(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-            )
-        previous = current
-    return previous[-1] / len(ref)
+from tests.support.audio import JFK_REFERENCE, word_error_rate
 
 
 def test_word_error_rate_counts_edits() -> None:
@@ -93,7 +71,7 @@ def test_each_engine_gives_the_reference_words(
         )
     finally:
         model.close()
-    assert word_error_rate(REFERENCE, result.text) <= 0.05, result.text
+    assert word_error_rate(JFK_REFERENCE, result.text) <= 0.05, result.text
     assert result.language == "en"
     assert result.language_probability == pytest.approx(1.0)
     assert result.duration == pytest.approx(11.0, abs=0.1)
@@ -141,7 +119,7 @@ def test_multilingual_base_pack_is_assembled_once_and_detects_english(
         model.close()
     assert result.language == "en"
     assert result.language_probability > 0.5
-    assert word_error_rate(REFERENCE, result.text) <= 0.05
+    assert word_error_rate(JFK_REFERENCE, result.text) <= 0.05
 
 
 @pytest.mark.parametrize(("engine", "place"), ENGINE_PLACES)
