@@ -18,9 +18,10 @@ from pathlib import Path
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
 from bench.report import Figure, add_json_option, emit
+from tests.support.audio import JFK_FLAC
 from stream_workers.models.catalog import ModelCatalog
 
-JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
+JFK = JFK_FLAC
 
 
 def long_audio(directory: Path, repeats: int) -> Path:

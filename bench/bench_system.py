@@ -29,10 +29,10 @@ import httpx
 import psutil
 
 from bench.report import Figure, add_json_option, emit
+from tests.support.audio import JFK_FLAC
 from whisperstream.stack.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-JFK = ROOT.parent / "shared" / "data" / "jfk.flac"
+JFK = JFK_FLAC
 ADMIN_KEY = "bench-admin-key"
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from bench.report import Figure, add_json_option, emit
+from tests.support.audio import JFK_FLAC
 from ops.kafka.topics import apply_topics, default_topic_specs
 from schemas.events import WorkerHeartbeat
 from stream_workers import audio
@@ -40,7 +41,7 @@ from whisperstream.stack.manager import LocalStack
 
 CLIPS = 20
 MAX_SECONDS = 3600.0
-JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "jfk.flac"
+JFK = JFK_FLAC
 
 
 def make_clips(folder: Path) -> list[Path]:

@@ -13,12 +13,12 @@ from psycopg import sql
 
 from ops.kafka.topics import apply_topics, default_topic_specs
 from storage.s3 import ObjectStore
+from tests.support.audio import JFK_FLAC
 from tests.support.stack import RunningStack, random_stack_settings, stack_state_dir
 from whisperstream.settings import Settings
 from whisperstream.stack.manager import LocalStack
 
 TEMPLATE_DB = "whisperstream_template"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _admin_url(settings: Settings) -> str:
@@ -117,6 +117,6 @@ def fresh_buckets(running_stack: RunningStack) -> Settings:
 
 @pytest.fixture(scope="session")
 def jfk_flac() -> Path:
-    path = SHARED_DATA / "jfk.flac"
+    path = JFK_FLAC
     assert path.exists(), f"test audio missing: {path}"
     return path

@@ -12,8 +12,10 @@ JFK_REFERENCE = (
     "And so, my fellow Americans, ask not what your country can do for you, "
     "ask what you can do for your country."
 )
+JFK_FLAC = Path(__file__).resolve().parents[1] / "data" / "jfk.flac"
+"""11 s of real speech shipped with the tests (origin in `tests/data/README.md`)."""
 JFK_SECONDS = 11.0
-"""Length of `../shared/data/jfk.flac`."""
+"""Length of `JFK_FLAC`."""
 
 _FFMPEG_TIMEOUT_S = 120
 
