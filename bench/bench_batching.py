@@ -18,17 +18,17 @@ from pathlib import Path
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
 from bench.report import Figure, add_json_option, emit
-from tests.support.audio import JFK_FLAC
 from stream_workers.models.catalog import ModelCatalog
-
-JFK = JFK_FLAC
+from tests.support.audio import JFK_FLAC
 
 
 def long_audio(directory: Path, repeats: int) -> Path:
     target = directory / "long.wav"
     ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
     command = [ffmpeg, "-loglevel", "error", "-y", "-stream_loop", str(repeats - 1)]
-    subprocess.run([*command, "-i", str(JFK), "-ar", "16000", "-ac", "1", str(target)], check=True)
+    subprocess.run(
+        [*command, "-i", str(JFK_FLAC), "-ar", "16000", "-ac", "1", str(target)], check=True
+    )
     return target
 
 

@@ -32,7 +32,6 @@ from bench.report import Figure, add_json_option, emit
 from tests.support.audio import JFK_FLAC
 from whisperstream.stack.ports import free_port
 
-JFK = JFK_FLAC
 ADMIN_KEY = "bench-admin-key"
 
 
@@ -86,7 +85,7 @@ def clip(directory: Path, seconds: float) -> Path:
             "error",
             "-y",
             "-i",
-            str(JFK),
+            str(JFK_FLAC),
             "-t",
             str(seconds),
             str(target),

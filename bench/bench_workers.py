@@ -28,7 +28,6 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from bench.report import Figure, add_json_option, emit
-from tests.support.audio import JFK_FLAC
 from ops.kafka.topics import apply_topics, default_topic_specs
 from schemas.events import WorkerHeartbeat
 from stream_workers import audio
@@ -36,12 +35,12 @@ from stream_workers.engines.base import ENGINES, TranscribeRequest
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.models.catalog import ModelCatalog
 from tests.integration.workers.harness import Bus, wait_for, worker, worker_env
+from tests.support.audio import JFK_FLAC
 from tests.support.stack import RunningStack, random_stack_settings
 from whisperstream.stack.manager import LocalStack
 
 CLIPS = 20
 MAX_SECONDS = 3600.0
-JFK = JFK_FLAC
 
 
 def make_clips(folder: Path) -> list[Path]:
@@ -59,11 +58,11 @@ def make_clips(folder: Path) -> list[Path]:
                 "-ss",
                 f"{index * 0.2:.1f}",
                 "-i",
-                str(JFK),
+                str(JFK_FLAC),
                 "-i",
-                str(JFK),
+                str(JFK_FLAC),
                 "-i",
-                str(JFK),
+                str(JFK_FLAC),
                 "-filter_complex",
                 "[0:a][1:a][2:a]concat=n=3:v=0:a=1",
                 "-ar",

@@ -1,6 +1,6 @@
 """SQLAlchemy models of the Postgres projection.
 
-Postgres is a projection of the Kafka topics (see ARCHITECTURE.md): every table here can
+Postgres is a projection of the Kafka topics (see docs/architecture.md): every table here can
 be rebuilt by replaying the topics into empty tables.  Enumerated values (status,
 priority, task, source) are stored as text, not as Postgres enum types, so that a new
 value in a newer event schema never needs a blocking ``ALTER TYPE`` before replay.

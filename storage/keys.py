@@ -1,4 +1,4 @@
-"""The storage layout (ARCHITECTURE.md) and ``s3://bucket/key`` URIs."""
+"""The storage layout (docs/architecture.md) and ``s3://bucket/key`` URIs."""
 
 from __future__ import annotations
 

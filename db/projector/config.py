@@ -7,7 +7,7 @@ from typing import Any
 
 from whisperstream.settings import Settings
 
-# Tansu takes about session.timeout.ms / 2 to complete a group join (ARCHITECTURE.md).
+# Tansu takes about session.timeout.ms / 2 to complete a group join (docs/architecture.md).
 SESSION_TIMEOUT_MS = 6000
 
 

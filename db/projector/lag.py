@@ -3,7 +3,7 @@
 ``Consumer.get_watermark_offsets(tp, cached=True)`` returns librdkafka's cached high
 watermark, which every fetch response for the partition updates.  The uncached form
 sends a ListOffsets request, which Tansu 0.6 answers with a wrong high watermark
-(ARCHITECTURE.md), so it is never used here.
+(docs/architecture.md), so it is never used here.
 """
 
 from __future__ import annotations

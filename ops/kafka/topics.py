@@ -41,7 +41,7 @@ class ApplyReport:
 
 
 def default_topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics of ARCHITECTURE.md; names and partition count come from the settings."""
+    """The topics of docs/architecture.md; names and partition count come from the settings."""
     parts = settings.topic_partitions
     forever = -1
     return [
