@@ -107,6 +107,7 @@ class ModelPool:
         self._entries: list[_Entry] = []
         self._loading: list[float] = []  # memory reserved by loads in progress
         self._counters = _Counters()
+        self._waiting = 0
         self._closed = False
 
     # -- public --------------------------------------------------------------------
@@ -146,7 +147,11 @@ class ModelPool:
                         f"no model slot for {key} within {timeout:.1f}s: all "
                         f"{self._max_size} pool slots are in use (MODEL_POOL_MAX_SIZE)"
                     )
-                self._cond.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
         entry = self._load(key, need)
         log.info("Model acquired in %.3fs: %s (loaded)", self._clock() - started, key)
         return Lease(self, entry)
@@ -202,6 +207,11 @@ class ModelPool:
     def in_use(self) -> int:
         with self._cond:
             return sum(entry.in_use for entry in self._entries)
+
+    def waiting(self) -> int:
+        """Callers blocked in :meth:`acquire` until a slot frees up."""
+        with self._cond:
+            return self._waiting
 
     def close(self) -> None:
         """Unload idle models now; models in use are unloaded when their lease ends."""

@@ -122,11 +122,17 @@ def test_a_waiter_gets_the_slot_when_the_holder_releases() -> None:
 
     thread = threading.Thread(target=wait_for_base)
     thread.start()
-    time.sleep(0.2)
+    # The waiter has had its chance once it is blocked in the pool (or, were the slot
+    # wrongly handed out, once it is done): only then is "nothing yet" meaningful.
+    deadline = time.monotonic() + 5
+    while pool.waiting() == 0 and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert got == []
+    assert pool.waiting() == 1
     lease.__exit__(None, None, None)
     thread.join(5)
     assert got == [BASE]
+    assert pool.waiting() == 0
 
 
 def test_memory_budget_evicts_before_a_load_that_would_exceed_it() -> None:
