@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.e2e
 OUTAGE_S = 30.0
@@ -28,11 +28,18 @@ def _assert_database_problem(response: httpx.Response) -> None:
     assert body["instance"] == response.request.url.path
 
 
+def _database_retries(cluster: Cluster) -> int:
+    """How often the projector has logged "database unavailable (attempt n, next try...)"."""
+    log = cluster.log_path("projector").read_text(errors="replace")
+    return log.count("database unavailable")
+
+
 @pytest.mark.timeout(300)
 def test_postgres_outage(cluster: Cluster, jfk_flac: Path) -> None:
     known = cluster.submit_ok(jfk_flac)
     assert cluster.wait_for_job(known)["status"] == "completed"
 
+    retries_before = _database_retries(cluster)
     cluster.stop_stack_service("postgres")
     stopped_at = time.monotonic()
     accepted: list[str] = []
@@ -50,6 +57,16 @@ def test_postgres_outage(cluster: Cluster, jfk_flac: Path) -> None:
         while time.monotonic() - stopped_at < OUTAGE_S:
             _assert_database_problem(client.get(f"/transcribe/{accepted[0]}"))
             time.sleep(2)
+    # the projector has had its chance to give up once it has failed to reach Postgres
+    wait_until(
+        "the projector to retry the database (or to exit)",
+        lambda: (
+            _database_retries(cluster) > retries_before
+            or not cluster.service_alive("projector")
+            or None
+        ),
+        timeout=60,
+    )
     assert cluster.service_alive("projector"), cluster.log_tail("projector")
 
     assert cluster.start_stack_services() == ["postgres"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from schemas.events import JobStatus, JobStatusChanged
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.e2e
 REFERENCE = "ask not what your country can do for you"
@@ -27,13 +26,30 @@ def _status_events(cluster: Cluster, job_id: str) -> list[JobStatusChanged]:
     ]
 
 
+def _wait_until_projected(cluster: Cluster, topic: str) -> None:
+    """Wait until the projector has stored offsets up to the current end of `topic`: every
+    event in it so far is folded into what the API reads."""
+    ends = {partition: end for (_, partition), end in cluster.end_offsets([topic]).items()}
+
+    def caught_up() -> bool | None:
+        rows = cluster.sql(
+            "select partition, next_offset from projector_offsets "
+            "where consumer_group = %s and topic = %s",
+            (cluster.settings.projector_group_id, topic),
+        )
+        stored = dict(rows)
+        return all(stored.get(p, 0) >= end for p, end in ends.items()) or None
+
+    wait_until(f"the projector to fold {topic} up to {ends}", caught_up, timeout=60)
+
+
 def test_worker_killed_mid_job_completes_exactly_once(cluster: Cluster, long_speech: Path) -> None:
     job_id = cluster.submit_ok(long_speech)
     cluster.wait_for_job(job_id, frozenset({"processing"}), timeout=120)
     assert cluster.kill_service("worker") == -9
 
     # no worker runs: once the projector has folded everything, the job is still unfinished
-    time.sleep(3)
+    _wait_until_projected(cluster, cluster.settings.topic_status)
     with cluster.http() as client:
         stalled = cluster.job(client, job_id)
     assert stalled is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from db.engine import create_engine
 from db.migrate import upgrade_to_head
+from db.projector import retry
 from db.testing import at, dead_letter, request, status
 from schemas.events import JobStatus, SourcePosition
 from tests.integration.projector.helpers import (
@@ -38,6 +40,7 @@ from whisperstream.stack.readiness import check_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+RETRY_LOGGER = retry.log.name
 STEPS = [(JobStatus.PROCESSING, 0.0), (JobStatus.PROCESSING, 0.5), (JobStatus.COMPLETED, 1.0)]
 
 
@@ -88,6 +91,11 @@ def own_postgres() -> Iterator[OwnPostgres]:
                 processes.stop(postgres.process, sig=signal.SIGINT)
 
 
+def _database_retries(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The projector's "database unavailable, next try in ..." warnings so far."""
+    return [r for r in caplog.records if r.name == RETRY_LOGGER and r.levelno == logging.WARNING]
+
+
 def produce_wave(producer: EventProducer, settings: Settings, jobs: list[uuid.UUID]) -> int:
     for n, job in enumerate(jobs):
         producer.send(settings.topic_requests_normal, request(job, occurred_at=at(n)))
@@ -105,7 +113,9 @@ async def test_postgres_stopped_mid_stream_loses_nothing_and_applies_nothing_twi
     own_postgres: OwnPostgres,
     producer: EventProducer,
     start_projector: StartProjector,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger=RETRY_LOGGER)
     engine = create_engine(own_postgres.url)
     try:
         config = projector_config(fresh_topics, batch_max_events=25, batch_max_ms=50)
@@ -130,9 +140,16 @@ async def test_postgres_stopped_mid_stream_loses_nothing_and_applies_nothing_twi
             )
         producer.flush()
         sent += 2
-        await asyncio.sleep(3)
-        assert running.stats.applied < sent, "Postgres was down: the stream cannot be done yet"
+        # The projector has had its chance to give up (or to claim the stream done) once
+        # it has failed to reach Postgres again after all of it was produced.
+        retries_before = len(_database_retries(caplog))
+
+        async def retried_since() -> bool:
+            return running.task.done() or len(_database_retries(caplog)) > retries_before
+
+        await eventually(retried_since, what="a database retry after the second wave")
         assert not running.task.done(), "the projector must wait for Postgres, not exit"
+        assert running.stats.applied < sent, "Postgres was down: the stream cannot be done yet"
 
         await asyncio.to_thread(own_postgres.start)
 
