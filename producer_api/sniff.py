@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from producer_api.sniff_iso import classify_ftyp
+
 SNIFF_BYTES = 4096
 
 
@@ -30,7 +32,7 @@ def sniff(head: bytes) -> Sniffed:
     )
 
 
-def _audio(head: bytes) -> Sniffed | None:  # noqa: PLR0911, PLR0912 - one return per format
+def _audio(head: bytes) -> Sniffed | None:  # noqa: PLR0911 - one return per format
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return Sniffed(True, "WAV audio", "audio/wav")
     if head[:4] == b"RF64" and head[8:12] == b"WAVE":
@@ -45,11 +47,8 @@ def _audio(head: bytes) -> Sniffed | None:  # noqa: PLR0911, PLR0912 - one retur
         return Sniffed(True, "MP3 audio", "audio/mpeg")
     if _adts(head):
         return Sniffed(True, "AAC audio", "audio/aac")
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"M4A ", b"M4B ", b"M4P "):
-            return Sniffed(True, "M4A audio", "audio/mp4")
-        return Sniffed(True, "MP4 media", "video/mp4")
+    if head[4:8] == b"ftyp":  # also the container of HEIC and AVIF images: not always audio
+        return Sniffed(*classify_ftyp(head))
     if head[:4] == b"\x1a\x45\xdf\xa3":
         if b"webm" in head[:64]:
             return Sniffed(True, "WebM media", "video/webm")

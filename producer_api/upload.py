@@ -22,7 +22,7 @@ from storage.s3 import ObjectStore
 
 READ_CHUNK = 256 * 1024
 PIPE_BUFFER = 4 * 1024 * 1024
-SUPPORTED = "wav, flac, mp3, ogg, opus, m4a, mp4, webm, mkv, aac, amr, aiff"
+SUPPORTED = "wav, flac, mp3, ogg, opus, m4a, mp4, 3gp, mov, webm, mkv, aac, amr, aiff"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ import struct
 import pytest
 
 from producer_api.sniff import sniff
+from tests.support.images import CANON_CR3_HEAD, HEIC_HEAD, HEIC_MIF1_HEAD, RED_AVIF
 
 
 def _wav() -> bytes:
@@ -58,3 +59,47 @@ def test_other_content_is_named(head: bytes, kind: str) -> None:
 def test_text_cut_inside_a_character_is_still_text() -> None:
     text = ("é" * 3000).encode()[:4095]
     assert sniff(text).kind == "plain text"
+
+
+def _ftyp(major: bytes, *compatible: bytes) -> bytes:
+    body = major + b"\x00\x00\x02\x00" + b"".join(compatible)
+    return struct.pack(">I", 8 + len(body)) + b"ftyp" + body + b"\x00\x00\x00\x08free"
+
+
+@pytest.mark.parametrize(
+    ("head", "kind", "content_type"),
+    [
+        # the ftyp boxes ffmpeg 6 writes (-f ipod, -f 3gp, -f mp4, -f mov)
+        (_ftyp(b"M4A ", b"M4A ", b"isom", b"iso2"), "M4A audio", "audio/mp4"),
+        (_ftyp(b"3gp4", b"3gp4", b"isom", b"iso2"), "3GPP media", "video/3gpp"),
+        (_ftyp(b"isom", b"isom", b"iso2", b"mp41"), "MP4 media", "video/mp4"),
+        (_ftyp(b"qt  ", b"qt  "), "QuickTime media", "video/quicktime"),
+        # Apple's audiobooks, and an unknown major brand that declares MP4 compatibility
+        (_ftyp(b"M4B ", b"M4B ", b"mp42", b"isom"), "M4A audio", "audio/mp4"),
+        (_ftyp(b"XAVC", b"XAVC", b"mp42", b"iso2"), "MP4 media", "video/mp4"),
+    ],
+    ids=["m4a", "3gp", "mp4", "mov", "m4b", "xavc"],
+)
+def test_iso_media_with_audio_brands_passes(head: bytes, kind: str, content_type: str) -> None:
+    found = sniff(head)
+    assert found.is_audio
+    assert (found.kind, found.content_type) == (kind, content_type)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (RED_AVIF.read_bytes(), "an AVIF image"),
+        (HEIC_HEAD, "a HEIC image"),
+        (HEIC_MIF1_HEAD, "a HEIC image"),
+        (_ftyp(b"mif1", b"mif1", b"miaf"), "a HEIF image"),
+        (_ftyp(b"avis", b"avis", b"msf1", b"miaf"), "an AVIF image"),
+        (CANON_CR3_HEAD, "a Canon raw image (CR3)"),
+        (_ftyp(b"zzzz", b"zzzz"), "an ISO media file of brand 'zzzz'"),
+    ],
+    ids=["avif", "heic", "heic-mif1", "heif", "avif-sequence", "cr3", "unknown-brand"],
+)
+def test_iso_images_and_unknown_brands_are_refused(head: bytes, kind: str) -> None:
+    found = sniff(head)
+    assert not found.is_audio
+    assert found.kind.startswith(kind)
