@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,9 +60,29 @@ def render_text(document: dict[str, Any]) -> str:
     return " ".join(s.text for s in segments_of(document) if s.text) + "\n"
 
 
+_ARROW = re.compile(r"-{2,}>")
+
+
+def _cue_lines(text: str) -> str:
+    """``text`` without blank lines: in SRT and WebVTT a blank line ends the cue."""
+    return "\n".join(line for line in text.splitlines() if line.strip())
+
+
+def _srt_text(text: str) -> str:
+    # A line with "-->" reads as a timing line, and SRT has no escapes: show "->".
+    return _ARROW.sub("->", _cue_lines(text))
+
+
+def _vtt_text(text: str) -> str:
+    # WebVTT's character references: "&" and "<" would start markup, and escaping ">"
+    # turns "-->" (which would end the cue's text) into "--&gt;".
+    escaped = _cue_lines(text).replace("&", "&amp;").replace("<", "&lt;")
+    return escaped.replace(">", "&gt;")
+
+
 def render_srt(document: dict[str, Any]) -> str:
     cues = [
-        f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
+        f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{_srt_text(s.text)}\n"
         for i, s in enumerate(segments_of(document), start=1)
     ]
     return "\n".join(cues)
@@ -69,7 +90,7 @@ def render_srt(document: dict[str, Any]) -> str:
 
 def render_vtt(document: dict[str, Any]) -> str:
     cues = [
-        f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n"
+        f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_vtt_text(s.text)}\n"
         for s in segments_of(document)
     ]
     return "WEBVTT\n\n" + "\n".join(cues)
