@@ -1,4 +1,6 @@
-"""The job runner with in-memory fakes of its ports (store, publisher, cancels, engine)."""
+"""The job runner with in-memory fakes of its ports (store, publisher, cancels, engine);
+the port fakes live in tests/support/fakes.py, checked against the real adapters by
+tests/integration/contracts/."""
 
 from __future__ import annotations
 
@@ -17,9 +19,7 @@ import pytest
 from schemas.events import (
     AudioRef,
     DeadLetter,
-    Event,
     JobStatus,
-    JobStatusChanged,
     Priority,
     Source,
     SourcePosition,
@@ -29,7 +29,7 @@ from schemas.events import (
     new_event_id,
     utc_now,
 )
-from storage.errors import ObjectNotFoundError, StorageUnavailableError
+from storage.errors import StorageUnavailableError
 from storage.keys import S3Uri
 from stream_workers.config import load_tuning
 from stream_workers.engines.base import (
@@ -43,60 +43,11 @@ from stream_workers.engines.base import (
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.pool import ModelPool
 from stream_workers.prefetch import Prefetcher
+from tests.support.fakes import MemoryCancels, MemoryPublisher, MemoryStore
 from whisperstream.settings import load_settings
 
 SETTINGS = load_settings()
 KEY = ModelKey("faster-whisper", "tiny.en", "int8")
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.objects: dict[str, Any] = {}
-        self.fail_download: Exception | None = None
-        self.downloads = 0
-
-    def download_to(self, uri: S3Uri, path: Path) -> Path:
-        self.downloads += 1
-        if self.fail_download is not None:
-            raise self.fail_download
-        if str(uri) not in self.objects:
-            raise ObjectNotFoundError(str(uri))
-        path.write_bytes(self.objects[str(uri)])
-        return path
-
-    def exists(self, uri: S3Uri) -> bool:
-        return str(uri) in self.objects
-
-    def put_json(self, uri: S3Uri, document: object) -> object:
-        self.objects[str(uri)] = document
-        return None
-
-    def get_json(self, uri: S3Uri, max_bytes: int = 0) -> Any:
-        return self.objects[str(uri)]
-
-
-class MemoryPublisher:
-    """Acknowledges after `delay` seconds, recording each event once it is acknowledged."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.sent: list[tuple[str, str, Event]] = []
-        self.delay = delay
-
-    async def publish(self, topic: str, key: str, event: Event) -> None:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.sent.append((topic, key, event))
-
-    def statuses(self) -> list[JobStatusChanged]:
-        return [e for _, _, e in self.sent if isinstance(e, JobStatusChanged)]
-
-
-class Cancels:
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-
-    def is_cancelled(self, job_id: str) -> bool:
-        return job_id in self.ids
 
 
 class ScriptedModel:
@@ -148,7 +99,7 @@ class Harness:
     def __init__(self, tmp: Path, jfk: Path, **tuning: Any) -> None:
         self.store = MemoryStore()
         self.publisher = MemoryPublisher()
-        self.cancels = Cancels()
+        self.cancels = MemoryCancels()
         self.model = ScriptedModel(KEY)
         self.loader = Loader(self.model)
         self.pool = ModelPool(self.loader, max_size=1)
@@ -171,7 +122,7 @@ class Harness:
     def delivery(self, attempt: int = 1, audio: bytes | None = None) -> Delivery:
         job_id = new_event_id()
         uri = f"s3://audio/uploads/{job_id}/jfk.flac"
-        self.store.objects[uri] = self.jfk.read_bytes() if audio is None else audio
+        self.store.put_bytes(S3Uri.parse(uri), self.jfk.read_bytes() if audio is None else audio)
         request = TranscriptionRequested(
             event_id=new_event_id(),
             job_id=job_id,
@@ -220,7 +171,7 @@ async def test_completed_job_writes_the_result_before_the_completed_event(
     assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(progress))
     result = statuses[-1].result
     assert result is not None
-    document = harness.store.objects[result.result_uri]
+    document = harness.store.get_json(S3Uri.parse(result.result_uri))
     assert result.result_uri == f"s3://results/{delivery.request.job_id}.json"
     assert document["job_id"] == delivery.request.job_id
     assert document["model"] == "tiny.en"
@@ -247,7 +198,7 @@ async def test_redelivery_after_completion_emits_completed_again_without_transcr
 
 async def test_a_cancelled_pending_job_never_starts(harness: Harness) -> None:
     delivery = harness.delivery()
-    harness.cancels.ids.add(delivery.request.job_id)
+    harness.cancels.cancel(delivery.request.job_id)
     assert await harness.runner.run(delivery) == Outcome.CANCELLED
     assert [s.status for s in harness.publisher.statuses()] == [JobStatus.CANCELLED]
     assert harness.model.calls == 0
@@ -260,7 +211,7 @@ async def test_a_running_job_stops_at_the_next_segment_when_cancelled(harness: H
     def cancel_after_third(index: int) -> None:
         seen.append(index)
         if index == 2:
-            harness.cancels.ids.add(delivery.request.job_id)
+            harness.cancels.cancel(delivery.request.job_id)
 
     harness.model.during = cancel_after_third
     assert await harness.runner.run(delivery) == Outcome.CANCELLED
@@ -330,7 +281,7 @@ async def test_truncated_audio_is_repaired_and_transcribed(harness: Harness) -> 
 
 async def test_missing_audio_object_is_permanent(harness: Harness) -> None:
     delivery = harness.delivery()
-    harness.store.objects.pop(delivery.request.audio.uri)
+    harness.store.delete(S3Uri.parse(delivery.request.audio.uri))
     assert await harness.runner.run(delivery) == Outcome.FAILED
     last = harness.publisher.statuses()[-1]
     assert last.error is not None
@@ -432,10 +383,12 @@ async def test_a_prefetch_closed_while_downloading_cleans_up_once_the_download_e
     harness: Harness,
 ) -> None:
     delivery = harness.delivery()
+    downloading = threading.Event()
     release = threading.Event()
     download = harness.store.download_to
 
     def slow_download(uri: S3Uri, path: Path) -> Path:
+        downloading.set()
         release.wait(10)
         return download(uri, path)
 
@@ -443,7 +396,7 @@ async def test_a_prefetch_closed_while_downloading_cleans_up_once_the_download_e
     prefetcher = Prefetcher(harness.store, harness.workdir, limit=1, decode_max_s=600)
     prefetch = prefetcher.start(S3Uri.parse(delivery.request.audio.uri), 3600)
     assert prefetch is not None
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(downloading.wait, 10), "the download never started"
     prefetch.close()  # the job was cancelled or the worker is stopping
     assert prefetcher.active == 1  # the download thread still runs: its slot is still taken
     release.set()
