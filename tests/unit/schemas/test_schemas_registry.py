@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 
@@ -15,6 +11,7 @@ from schemas.codec import EventCodec
 from schemas.errors import RegistryUnavailableError, UndecodableEvent
 from schemas.events import TranscriptionRequested
 from schemas.history import load_history
+from tests.support.registry import FakeRegistry, serve_registry
 
 CURRENT = load_history()["TranscriptionRequested"][-1]
 SCHEMA_ID = 17
@@ -22,22 +19,6 @@ SCHEMA_ID = 17
 
 def confluent(schema_id: int, single_object: bytes) -> bytes:
     return b"\x00" + schema_id.to_bytes(4, "big") + single_object[10:]
-
-
-class FakeRegistry:
-    def __init__(self, schemas: dict[int, str]) -> None:
-        self.schemas = schemas
-        self.lookups: list[int] = []
-        self.down = False
-
-    def schema_text(self, schema_id: int) -> str | None:
-        self.lookups.append(schema_id)
-        if self.down:
-            raise RegistryUnavailableError("registry down")
-        return self.schemas.get(schema_id)
-
-    def close(self) -> None:
-        pass
 
 
 def test_confluent_framing_is_undecodable_without_a_registry(
@@ -83,40 +64,10 @@ def test_registry_outage_is_not_a_poison_message(request_event: TranscriptionReq
         codec.decode_any(confluent(SCHEMA_ID, codec.encode(request_event)))
 
 
-class _RegistryHandler(BaseHTTPRequestHandler):
-    schemas: ClassVar[dict[int, str]] = {SCHEMA_ID: json.dumps(CURRENT.schema)}
-
-    def do_GET(self) -> None:
-        match = re.match(r"^/schemas/ids/(\d+)", self.path)
-        text = self.schemas.get(int(match.group(1))) if match else None
-        if text is None:
-            self._reply(404, {"error_code": 40403, "message": "Schema not found"})
-        else:
-            self._reply(200, {"schema": text})
-
-    def _reply(self, status: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # keep test output clean
-
-
 @pytest.fixture
 def registry_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RegistryHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_registry({SCHEMA_ID: json.dumps(CURRENT.schema)}) as (url, _server):
+        yield url
 
 
 def test_real_registry_client(registry_url: str, request_event: TranscriptionRequested) -> None:
