@@ -89,7 +89,25 @@ class Settings(BaseSettings):
     # the embedded local stack
     whisperstream_state_dir: Path = Field(default_factory=_default_state_dir)
     stack_postgres_port: int = Field(default=54329, ge=1, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # logging (whisperstream/logs.py)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="our own loggers' level; other libraries log at WARNING unless DEBUG",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, for log pipelines"
+    )
+
+    # set by `whisperstream up` for the services it supervises
+    whisperstream_activity_fd: int | None = Field(
+        default=None,
+        ge=3,
+        description="file descriptor of the terminal of `up`: one line per start and per job",
+    )
+    whisperstream_supervisor_state: Path | None = Field(
+        default=None, description="the JSON file where `up` records each service's restarts"
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -43,7 +43,7 @@ def api() -> None:
     from producer_api.main import run_api  # noqa: PLC0415 - the API's imports are its own
 
     settings = settings_for()
-    configure_logging(settings.log_level)
+    configure_logging(settings, "api")
     run_api(settings)
 
 

@@ -16,7 +16,7 @@ def projector() -> None:
     from db.projector.main import run_projector  # noqa: PLC0415 - the service's own imports
 
     settings = settings_for()
-    configure_logging(settings.log_level)
+    configure_logging(settings, "projector")
     code = run_projector(settings)
     if code:
         raise typer.Exit(code)
@@ -65,7 +65,7 @@ def replay(
     if sum(chosen) != 1:
         raise typer.BadParameter("give exactly one of --rebuild, --from-time, --from-offsets")
     settings = settings_for()
-    configure_logging(settings.log_level)
+    configure_logging(settings, "replay")
     if rebuild:
         report = operations.run_rebuild(settings)
         console.print(

@@ -22,7 +22,7 @@ def worker() -> None:
     from stream_workers.config import load_tuning  # noqa: PLC0415
 
     settings = settings_for()
-    configure_logging(settings.log_level)
+    configure_logging(settings, "worker")
     code = run_worker(settings, load_tuning())
     if code:
         raise typer.Exit(code)
