@@ -35,6 +35,7 @@ from schemas.events import (
     utc_now,
 )
 from whisperstream.kafka_producer import KafkaProducer, PublishError
+from whisperstream.logs import activity_logger
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,14 @@ class Publisher:
         )
         await self.publish(topic, job_id, event)
         await self.reflect(event)
+        activity_logger().info(
+            "job %s accepted (%s %s, %s priority)",
+            job_id,
+            event.engine or self.settings.whisper_engine,
+            event.model or self.settings.whisper_model_size,
+            event.priority.value,
+            extra={"job_id": job_id},
+        )
 
     async def cancel(self, principal: Principal, job_id: str) -> None:
         event = CancelRequested(

@@ -10,6 +10,7 @@ from typing import Any
 from stream_workers.config import WorkerTuning
 from stream_workers.faust_app import build_app
 from stream_workers.service import WorkerService
+from whisperstream.logs import activity_logger, set_worker_id
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: Settings, tuning: WorkerTuning) -> int:
     service = WorkerService(settings, tuning)
+    set_worker_id(service.worker_id)
     app: Any = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -26,6 +28,9 @@ async def serve(settings: Settings, tuning: WorkerTuning) -> int:
         await service.start()
         app = build_app(service)
         await app.start()
+        activity_logger().info(
+            "ready: worker %s, %d job(s) at once", service.worker_id, settings.worker_concurrency
+        )
         fatal = asyncio.ensure_future(service.fatal.wait())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({fatal, stopping}, return_when=asyncio.FIRST_COMPLETED)

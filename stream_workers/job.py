@@ -47,6 +47,7 @@ from stream_workers.ports import CancelView, EventPublisher, ObjectStorage
 from stream_workers.prefetch import Prefetch, audio_file_name
 from stream_workers.results import result_document, summary_of
 from stream_workers.status import StatusEmitter
+from whisperstream.logs import activity_logger, job_log_context
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -153,33 +154,46 @@ class JobRunner:
 
     async def run(self, delivery: Delivery, prefetch: Prefetch | None = None) -> Outcome:
         """Run one delivery to its terminal event; `prefetch` is its audio fetched ahead."""
+        with job_log_context(delivery.request.job_id):
+            return await self._run(delivery, prefetch)
+
+    async def _run(self, delivery: Delivery, prefetch: Prefetch | None) -> Outcome:
         request = delivery.request
         status = StatusEmitter(
             self._publisher, self._settings.topic_status, request, self._worker_id
         )
         if self._cancels.is_cancelled(request.job_id):
             await status.emit(JobStatus.CANCELLED)
+            activity_logger().info("job %s cancelled", request.job_id)
             return Outcome.CANCELLED
         target = result_uri(self._settings.results_bucket, request.job_id)
         phases = _Phases()
+        started = time.monotonic()
         try:
             if await asyncio.to_thread(self._store.exists, target):
-                return await self._completed_again(status, target)
+                return await self._completed_again(request.job_id, status, target)
             phases.mark("result-exists")
             return await self._transcribe(delivery, status, target, phases, prefetch)
         except JobCancelledError:
             await status.emit(JobStatus.CANCELLED)
+            activity_logger().info("job %s cancelled", request.job_id)
             return Outcome.CANCELLED
         except Exception as exc:  # noqa: BLE001 - every failure ends in a retry or the DLQ
-            return await self._failed(delivery, status, exc)
+            return await self._failed(delivery, status, exc, time.monotonic() - started)
 
-    async def _completed_again(self, status: StatusEmitter, target: S3Uri) -> Outcome:
+    async def _completed_again(self, job_id: str, status: StatusEmitter, target: S3Uri) -> Outcome:
         document = await asyncio.to_thread(self._store.get_json, target)
         status.engine = document.get("engine")
         status.model = document.get("model")
         log.info("result of %s already exists; completing without transcribing", target)
         await status.emit(
             JobStatus.COMPLETED, progress=1.0, result=summary_of(document, str(target))
+        )
+        activity_logger().info(
+            "job %s completed (%s %s; the result was already there)",
+            job_id,
+            status.engine,
+            status.model,
         )
         return Outcome.ALREADY_COMPLETED
 
@@ -238,6 +252,14 @@ class JobRunner:
         )
         phases.mark("completed-event")
         log.info("job %s completed in %s", request.job_id, phases.summary())
+        activity_logger().info(
+            "job %s completed in %.1fs (%s %s, %.1fs of audio)",
+            request.job_id,
+            elapsed,
+            used.engine,
+            used.model,
+            duration,
+        )
         return Outcome.COMPLETED
 
     async def _run_engine(
@@ -285,7 +307,9 @@ class JobRunner:
         finally:
             engine_done = True
 
-    async def _failed(self, delivery: Delivery, status: StatusEmitter, exc: Exception) -> Outcome:
+    async def _failed(
+        self, delivery: Delivery, status: StatusEmitter, exc: Exception, elapsed: float
+    ) -> Outcome:
         request = delivery.request
         error = classify(exc)
         if error.retryable and request.attempt < self._tuning.max_attempts:
@@ -332,4 +356,13 @@ class JobRunner:
         )
         await self._publisher.publish(self._settings.topic_dlq, request.job_id, dead)
         await status.emit(JobStatus.FAILED, error=error)
+        activity_logger().info(
+            "job %s failed after %.1fs (%s %s): %s: %s",
+            request.job_id,
+            elapsed,
+            status.engine or request.engine or self._settings.whisper_engine,
+            status.model or request.model or self._settings.whisper_model_size,
+            error.type,
+            error.message,
+        )
         return Outcome.FAILED

@@ -40,6 +40,7 @@ from db.projector.offsets import load_next_offsets
 from db.projector.retry import database_retrying
 from db.records import BatchOutcome, ProjectionRecord
 from schemas.codec import EventCodec
+from whisperstream.logs import activity_logger
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,8 @@ class Projector:
         consumer.assign(partitions)
         self.stats.assignments.append([(tp.topic, tp.partition, tp.offset) for tp in partitions])
         log.info("assigned %d partitions, sought to the offsets in Postgres", len(partitions))
+        if len(self.stats.assignments) == 1:
+            activity_logger().info("ready: folding %d partitions into Postgres", len(partitions))
 
     def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
         partitions = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
