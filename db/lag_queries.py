@@ -43,10 +43,14 @@ async def read_projector_lag(engine: AsyncEngine, consumer_group: str) -> list[P
 
 
 def lag_report(rows: list[PartitionLagRow]) -> dict[str, Any]:
-    """A JSON-ready summary: total lag, the oldest update, and each partition."""
+    """A JSON-ready summary: total lag, the oldest update, and each partition.
+
+    The total is None (unknown) while no partition has been measured: the projector
+    writes a row only once a fetch response gave the partition's high watermark.
+    """
     oldest = min((row.updated_at for row in rows), default=None)
     return {
-        "total_lag": sum(row.lag for row in rows),
+        "total_lag": sum(row.lag for row in rows) if rows else None,
         "oldest_update": oldest.isoformat() if oldest is not None else None,
         "partitions": [
             {

@@ -18,8 +18,12 @@ Partition = tuple[str, int]
 
 def high_watermarks(
     bootstrap: str, partitions: Iterable[Partition], timeout: float = 10.0
-) -> dict[Partition, int]:
-    """The high watermark (next offset to be written) of each partition."""
+) -> dict[Partition, int | None]:
+    """The high watermark (next offset to be written) of each partition.
+
+    None for a partition that gave no fetch response within ``timeout`` (broker away,
+    no such partition): its end is unknown, and 0 would make its lag look like none.
+    """
     wanted = set(partitions)
     if not wanted:
         return {}
@@ -44,10 +48,11 @@ def high_watermarks(
             if error is not None and error.code() != KafkaError._PARTITION_EOF:
                 continue
             fetched.add((msg.topic() or "", msg.partition() or 0))
-        result: dict[Partition, int] = {}
+        result: dict[Partition, int | None] = {}
         for topic, partition in wanted:
             _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            result[(topic, partition)] = max(high, 0)
+            known = (topic, partition) in fetched and high >= 0
+            result[(topic, partition)] = high if known else None
         return result
     finally:
         consumer.close()

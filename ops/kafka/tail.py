@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ops.kafka.offsets import high_watermarks
+from ops.kafka.offsets import Partition, high_watermarks
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.plain import to_plain
@@ -57,6 +57,31 @@ def record_document(msg: Message, codec: EventCodec) -> dict[str, Any]:
     return document
 
 
+class UnknownEndOffsetError(RuntimeError):
+    """A partition's end offset could not be read, so "from now on" has no start."""
+
+
+def start_offsets(
+    ends: Mapping[Partition, int | None], topic: str, partitions: Iterable[int]
+) -> dict[int, int]:
+    """Where a tail "from now on" starts in each partition: at its end offset."""
+    starts: dict[int, int] = {}
+    unknown: list[str] = []
+    for partition in partitions:
+        end = ends.get((topic, partition))
+        if end is None:
+            unknown.append(f"{topic}[{partition}]")
+        else:
+            starts[partition] = end
+    if unknown:
+        # starting at 0 instead would print the partition's whole history
+        raise UnknownEndOffsetError(
+            f"end offset unknown for {', '.join(unknown)} (no fetch response in time); "
+            "try again, or use --from-beginning"
+        )
+    return starts
+
+
 def tail(
     settings: Settings,
     topic: str,
@@ -76,7 +101,7 @@ def tail(
         starts = dict.fromkeys(partitions, 0)
     else:
         ends = high_watermarks(bootstrap, [(topic, p) for p in partitions])
-        starts = {p: ends[(topic, p)] for p in partitions}
+        starts = start_offsets(ends, topic, partitions)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,

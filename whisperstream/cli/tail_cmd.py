@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ops.kafka.tail import TOPIC_ALIASES, resolve_topic, tail
-from whisperstream.cli.common import settings_for
+from ops.kafka.tail import TOPIC_ALIASES, UnknownEndOffsetError, resolve_topic, tail
+from whisperstream.cli.common import err_console, settings_for
 
 
 def tail_cmd(
@@ -36,5 +36,9 @@ def tail_cmd(
         max_records=max_records,
         idle_timeout=idle_timeout,
     )
-    for document in records:
-        typer.echo(json.dumps(document, ensure_ascii=False))
+    try:
+        for document in records:
+            typer.echo(json.dumps(document, ensure_ascii=False))
+    except UnknownEndOffsetError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc

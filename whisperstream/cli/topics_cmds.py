@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import typer
 from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
-from ops.kafka.offsets import high_watermarks
+from ops.kafka.offsets import Partition, high_watermarks
 from ops.kafka.topics import apply_topics, default_topic_specs
 from whisperstream.cli.common import console, settings_for
 
@@ -37,6 +39,13 @@ def list_cmd() -> None:
     ends = high_watermarks(bootstrap, [(t, p) for t, parts in layout.items() for p in parts])
     table = Table("topic", "partitions", "end offsets")
     for name in sorted(layout):
-        offsets = " ".join(str(ends[(name, p)]) for p in layout[name])
-        table.add_row(name, str(len(layout[name])), offsets)
+        table.add_row(name, str(len(layout[name])), end_offsets_text(ends, name, layout[name]))
     console.print(table)
+
+
+def end_offsets_text(
+    ends: Mapping[Partition, int | None], topic: str, partitions: Iterable[int]
+) -> str:
+    """The end offset of each partition, or 'unknown' where none could be read."""
+    found = (ends.get((topic, p)) for p in partitions)
+    return " ".join("unknown" if end is None else str(end) for end in found)

@@ -71,6 +71,20 @@ def test_high_watermarks_come_from_fetch_responses(fresh_topics: Settings) -> No
     assert ends == {(topic, 0): 0, (topic, 1): 7, (topic, 2): 1, (topic, 3): 0}
 
 
+def test_a_partition_that_gives_no_fetch_response_has_an_unknown_end(
+    fresh_topics: Settings,
+) -> None:
+    topic = fresh_topics.topic_status  # 4 partitions: partition 9 never answers a fetch
+    producer = Producer({"bootstrap.servers": fresh_topics.kafka_bootstrap_servers})
+    producer.produce(topic, key=b"k", value=b"v", partition=0)
+    assert producer.flush(10) == 0
+    producer.close()
+
+    ends = high_watermarks(fresh_topics.kafka_bootstrap_servers, [(topic, 0), (topic, 9)], 5)
+
+    assert ends == {(topic, 0): 1, (topic, 9): None}
+
+
 def test_cli_apply_and_list(running_stack: RunningStack, fresh_topics: Settings) -> None:
     env = {**os.environ, **running_stack.env, "TOPIC_STATUS": fresh_topics.topic_status}
     producer = Producer({"bootstrap.servers": fresh_topics.kafka_bootstrap_servers})

@@ -178,3 +178,8 @@ def test_lag_report_sums_partitions() -> None:
     assert report["total_lag"] == 4
     assert report["oldest_update"] == at(1).isoformat()
     assert [p["lag"] for p in report["partitions"]] == [4, 0]
+
+
+def test_lag_report_without_measured_partitions_has_unknown_total_lag() -> None:
+    # before its first fetch response the projector has measured nothing: not "no lag"
+    assert lag_report([]) == {"total_lag": None, "oldest_update": None, "partitions": []}
