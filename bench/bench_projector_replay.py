@@ -35,10 +35,10 @@ from db.migrate import upgrade_to_head
 from db.models import jobs_table
 from db.projector.config import ProjectorConfig
 from db.projector.service import Projector
-from db.testing import at, request, status
 from ops.kafka.topics import apply_topics, default_topic_specs
 from schemas.codec import EventCodec
 from schemas.events import JobStatus
+from tests.support.fold_events import at, request, status
 from whisperstream.settings import Settings, load_settings
 from whisperstream.stack.manager import LocalStack
 from whisperstream.stack.ports import free_port

@@ -20,8 +20,8 @@ from db.models import error_logs_table, jobs_table, projector_offsets_table
 from db.projection_store import apply_batch
 from db.records import ProjectionRecord, Undecodable
 from db.rows import JobRow
-from db.testing import at, cancel, dead_letter, job_error, request, status
 from schemas.events import Event, JobStatus, SourcePosition
+from tests.support.fold_events import at, cancel, dead_letter, job_error, request, status
 
 pytestmark = pytest.mark.integration
 

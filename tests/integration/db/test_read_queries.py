@@ -15,8 +15,8 @@ from db.errors import InvalidCursorError
 from db.job_queries import JobFilters, list_jobs
 from db.projection_store import apply_batch
 from db.records import ProjectionRecord
-from db.testing import at, dead_letter, request, status
 from schemas.events import JobStatus, Priority, SourcePosition
+from tests.support.fold_events import at, dead_letter, request, status
 
 pytestmark = pytest.mark.integration
 

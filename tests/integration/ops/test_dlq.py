@@ -18,9 +18,9 @@ from db.engine import create_engine
 from db.error_queries import list_errors
 from db.projection_store import apply_batch
 from db.records import ProjectionRecord
-from db.testing import request
 from schemas.codec import EventCodec
 from schemas.events import DeadLetter, Priority, Source, SourcePosition, TranscriptionRequested
+from tests.support.fold_events import request
 from tests.support.stack import RunningStack
 from whisperstream.settings import Settings
 

@@ -20,7 +20,6 @@ from confluent_kafka.admin import AdminClient
 from db.engine import create_engine
 from db.migrate import upgrade_to_head
 from db.projector import retry
-from db.testing import at, dead_letter, request, status
 from schemas.events import JobStatus, SourcePosition
 from tests.integration.projector.helpers import (
     EventProducer,
@@ -30,6 +29,7 @@ from tests.integration.projector.helpers import (
     stored_offsets,
     table_rows,
 )
+from tests.support.fold_events import at, dead_letter, request, status
 from tests.support.stack import RunningStack, stack_state_dir
 from whisperstream.settings import Settings
 from whisperstream.stack import processes

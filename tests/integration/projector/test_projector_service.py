@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.lag_queries import lag_report, read_projector_lag
 from db.models import error_logs_table, jobs_table
 from db.projector.offsets import set_next_offsets
-from db.testing import at, cancel, dead_letter, request, status
 from schemas.events import JobStatus, Priority, SourcePosition
 from tests.integration.projector.helpers import (
     EventProducer,
@@ -22,6 +21,7 @@ from tests.integration.projector.helpers import (
     stored_offsets,
     table_rows,
 )
+from tests.support.fold_events import at, cancel, dead_letter, request, status
 from whisperstream.settings import Settings
 
 pytestmark = pytest.mark.integration

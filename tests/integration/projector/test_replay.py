@@ -16,7 +16,6 @@ from db.errors import ProjectorGroupActiveError
 from db.models import error_logs_table, jobs_table
 from db.projector import operations
 from db.projector.groups import ensure_group_inactive
-from db.testing import at, cancel, dead_letter, job_error, request, status
 from schemas.events import JobStatus, SourcePosition
 from tests.integration.projector.helpers import (
     EventProducer,
@@ -26,6 +25,7 @@ from tests.integration.projector.helpers import (
     stored_offsets,
     table_rows,
 )
+from tests.support.fold_events import at, cancel, dead_letter, job_error, request, status
 from whisperstream.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

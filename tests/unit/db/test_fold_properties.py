@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from db import fold
 from db.fold import JobEvent
 from db.rows import JobRow
-from db.testing import at, cancel, dead_letter, job_error, request, status
 from schemas.events import (
     JobStatus,
     JobStatusChanged,
@@ -30,6 +29,7 @@ from schemas.events import (
     SourcePosition,
     TranscriptionRequested,
 )
+from tests.support.fold_events import at, cancel, dead_letter, job_error, request, status
 
 Stream = list[JobEvent]
 

@@ -12,8 +12,8 @@ from db import fold, models
 from db.errors import InvalidJobIdError
 from db.fold import JobEvent
 from db.rows import ErrorLogRow, JobRow, ResultRow
-from db.testing import at, cancel, dead_letter, job_error, request, status
 from schemas.events import JobStatus, Priority, SourcePosition
+from tests.support.fold_events import at, cancel, dead_letter, job_error, request, status
 
 JOB = uuid.UUID("6f1c1b9e-0000-4000-8000-000000000001")
 DLQ_SOURCE = SourcePosition(topic="transcription.requests.retry", partition=0, offset=7)

@@ -20,8 +20,8 @@ from db.projector.replay import parse_offsets
 from db.projector.retry import is_transient
 from db.projector.service import next_offsets
 from db.records import ProjectionRecord, Undecodable
-from db.testing import at, status
 from schemas.codec import EventCodec
+from tests.support.fold_events import at, status
 
 
 class _PgError(Exception):
