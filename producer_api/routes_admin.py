@@ -21,6 +21,7 @@ from producer_api.problems import not_found, validation_error
 from producer_api.submission import database_unavailable
 from schemas.events import WorkerHeartbeat, utc_now
 from whisperstream.errors import WhisperstreamError
+from whisperstream.supervisor.state import read_state
 
 CHECK_TIMEOUT_S = 3.0
 MAX_LIMIT = 100
@@ -106,20 +107,23 @@ async def admin_health(request: web.Request) -> web.Response:
     beats = app[HEARTBEATS_KEY].snapshot(utc_now())
     dependencies = {"kafka": kafka_check, "s3": s3_check, "postgres": pg_check}
     healthy = all(check["status"] == "ok" for check in dependencies.values())
-    return web.json_response(
-        {
-            "status": "ok" if healthy else "degraded",
-            "dependencies": dependencies,
-            "projector": projector,
-            "workers": {
-                "live": [_worker(b) for b in beats.live],
-                "stale": [_worker(b) for b in beats.stale],
-                "reading": beats.reading,
-                "undecodable_heartbeats": beats.undecodable,
-                "detail": beats.error,
-            },
-        }
-    )
+    report: dict[str, Any] = {
+        "status": "ok" if healthy else "degraded",
+        "dependencies": dependencies,
+        "projector": projector,
+        "workers": {
+            "live": [_worker(b) for b in beats.live],
+            "stale": [_worker(b) for b in beats.stale],
+            "reading": beats.reading,
+            "undecodable_heartbeats": beats.undecodable,
+            "detail": beats.error,
+        },
+    }
+    # only under `whisperstream up`, which restarts the services that exit
+    if settings.whisperstream_supervisor_state is not None:
+        state = await asyncio.to_thread(read_state, settings.whisperstream_supervisor_state)
+        report["supervisor"] = state or {"error": "the supervisor's state file is unreadable"}
+    return web.json_response(report)
 
 
 def _error_view(entry: ErrorLogEntry) -> dict[str, Any]:
@@ -214,7 +218,8 @@ def operations() -> tuple[Operation, ...]:
             "GET",
             "/admin/health",
             admin_health,
-            "Kafka, S3 and Postgres checks with latency; projector; worker heartbeats",
+            "Kafka, S3 and Postgres checks with latency; projector; worker heartbeats; "
+            "under `whisperstream up`, restarts per service",
             "admin",
             Access.ADMIN,
             responses={200: json_body("Health report", {"type": "object"})},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ class LocalStack:
         self.state_dir = (state_dir or settings.whisperstream_state_dir).expanduser().resolve()
         self._report = report
         self._postgres = PostgresTarget.from_url(settings.effective_database_url)
+        # the processes this object started, with how (for `restart`)
+        self.launched: dict[str, ManagedProcess] = {}
+        self._state_lock = threading.Lock()
 
     @property
     def state_path(self) -> Path:
@@ -182,6 +186,7 @@ class LocalStack:
     def _start(self, state: StackState, to_start: list[str], started: list[str]) -> None:
         def launched(name: str, proc: ManagedProcess) -> None:
             state.processes[name] = proc
+            self.launched[name] = proc
             started.append(name)
             state.save(self.state_path)
             self._report(f"started {name} (pid {proc.pid}), log {proc.log_path}")
@@ -211,6 +216,30 @@ class LocalStack:
                 raise StackError(f"{name} not ready after {READY_TIMEOUT_S:.0f}s: {result.detail}")
             time.sleep(0.2)
         self._report(f"{name} ready in {time.perf_counter() - started:.1f}s")
+
+    def relaunch(self, name: str) -> ManagedProcess:
+        """Start a service this object started before, with the same command, ports and
+        data directory; `await_ready` then waits for it."""
+        previous = self.launched[name]
+        if previous.spec is None:
+            raise StackError(f"{name} was not started by this process")
+        proc = processes.relaunch(previous.spec)
+        self.launched[name] = proc
+        with self._state_lock:
+            state = self._state()
+            state.processes[name] = proc
+            state.save(self.state_path)
+        return proc
+
+    def await_ready(self, name: str) -> None:
+        """Wait until a (re)started service passes its check; its buckets, database or
+        topics are ensured again (a volatile broker comes back empty)."""
+        prepare = {
+            "s3": self._prepare_s3,
+            "postgres": self._prepare_postgres,
+            "broker": self._prepare_broker,
+        }[name]
+        self._await(StackState(processes={name: self.launched[name]}), name, prepare)
 
     def _prepare_s3(self) -> None:
         client = self._s3()

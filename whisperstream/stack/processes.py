@@ -7,8 +7,9 @@ import os
 import pwd
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
+class LaunchSpec:
+    """How a process was started, so that a restart runs the very same command."""
+
+    name: str
+    argv: tuple[str, ...]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    user: str | None = None
+    cwd: Path | None = None
+    pass_fds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ManagedProcess:
     """A process the stack started; create_time guards against PID reuse."""
 
@@ -29,6 +43,8 @@ class ManagedProcess:
     pid: int
     create_time: float
     log_path: str
+    # known only in the process that started it (never written to stack.json: secrets)
+    spec: LaunchSpec | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -56,29 +72,36 @@ def launch(
     env: Mapping[str, str] | None = None,
     user: str | None = None,
     cwd: Path | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ManagedProcess:
     """Start `argv` in its own session, output appended to `log_path`."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    return relaunch(LaunchSpec(name, tuple(argv), log_path, env, user, cwd, tuple(pass_fds)))
+
+
+def relaunch(spec: LaunchSpec) -> ManagedProcess:
+    """Start the process `spec` describes (again)."""
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with spec.log_path.open("ab") as log:
         try:
             child = subprocess.Popen(
-                list(argv),
+                list(spec.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                cwd=cwd,
+                env={**os.environ, **(spec.env or {})},
+                cwd=spec.cwd,
                 start_new_session=True,
-                **as_user(user),
+                pass_fds=spec.pass_fds,
+                **as_user(spec.user),
             )
         except OSError as exc:
-            raise StackError(f"cannot start {name} ({argv[0]}): {exc}") from exc
+            raise StackError(f"cannot start {spec.name} ({spec.argv[0]}): {exc}") from exc
     _children[child.pid] = child
     try:
         create_time = psutil.Process(child.pid).create_time()
     except psutil.NoSuchProcess as exc:
-        raise StackError(f"{name} exited at once; see {log_path}") from exc
-    return ManagedProcess(name, child.pid, create_time, str(log_path))
+        raise StackError(f"{spec.name} exited at once; see {spec.log_path}") from exc
+    return ManagedProcess(spec.name, child.pid, create_time, str(spec.log_path), spec)
 
 
 def as_user(user: str | None) -> dict[str, Any]:
@@ -136,8 +159,77 @@ def exited_early(managed: ManagedProcess) -> str | None:
     """If the process is gone, the tail of its log, to explain why."""
     if is_alive(managed):
         return None
+    return log_tail(managed.log_path)
+
+
+def stop_all(
+    managed: Sequence[ManagedProcess], *, timeout: float = 30.0, sig: int = signal.SIGTERM
+) -> None:
+    """Signal every process at once, then wait for them all; SIGKILL after `timeout`."""
+    alive = [proc for m in managed if (proc := _process(m)) is not None]
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+    _gone, still = psutil.wait_procs(alive, timeout=timeout)
+    for proc in still:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(still, timeout=10)
+    for m in managed:
+        _reap(m.pid)
+
+
+def wait_for_exit(managed: ManagedProcess) -> int | None:
+    """Block until a child this process started exits: its return code (-N: signal N).
+
+    None for a process started elsewhere, whose status cannot be had.
+    """
+    child = _children.get(managed.pid)
+    if child is None:
+        while is_alive(managed):
+            time.sleep(0.5)
+        return None
+    code = child.wait()
+    _children.pop(managed.pid, None)
+    return code
+
+
+def kill_leftovers(managed: ManagedProcess, timeout: float = 10.0) -> None:
+    """SIGKILL what is left of the process group of a service that exited.
+
+    A service killed with SIGKILL can leave children behind (engine processes, helper
+    processes) that hold its ports or memory; each service leads its own group.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(managed.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(managed.pid):
+        time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return True
+    return False
+
+
+def describe_exit(code: int | None) -> str:
+    """`exit status 1`, `killed by SIGKILL`, or `exit status unknown`."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def log_tail(path: str | Path, lines: int = 15) -> str:
+    """The last lines of a log file, to explain why a process ended."""
     try:
-        tail = Path(managed.log_path).read_text(errors="replace").splitlines()[-15:]
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except OSError:
-        tail = []
-    return "\n".join(tail)
+        return ""

@@ -1,0 +1,1 @@
+"""`whisperstream up` keeps its services running: restart policy, state file, runner."""
