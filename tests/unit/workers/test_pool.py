@@ -1,4 +1,5 @@
-"""The model pool with a fake loader: limits, LRU eviction, memory budget, OOM fallback."""
+"""The model pool with a fake loader (tests/support/model_fakes.py): limits, LRU eviction,
+memory budget, OOM fallback."""
 
 from __future__ import annotations
 
@@ -9,59 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from stream_workers.engines.base import (
-    ModelKey,
-    Samples,
-    SegmentCallback,
-    TranscribeRequest,
-    TranscriptResult,
-)
+from stream_workers.engines.base import ModelKey, TranscribeRequest, TranscriptResult
 from stream_workers.errors import ModelOutOfMemoryError, ModelUnusableError, PoolTimeoutError
 from stream_workers.pool import ModelPool
-
-TINY = ModelKey("faster-whisper", "tiny", "int8")
-BASE = ModelKey("faster-whisper", "base", "int8")
-SMALL = ModelKey("faster-whisper", "small", "int8")
-ORDER = [TINY, BASE, SMALL]
-
-
-class FakeModel:
-    def __init__(self, key: ModelKey, fail_running: bool = False) -> None:
-        self.key = key
-        self.closed = False
-        self.fail_running = fail_running
-
-    def transcribe(
-        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
-    ) -> TranscriptResult:
-        if self.fail_running:
-            raise RuntimeError("CUDA failed to allocate memory")
-        return TranscriptResult((), "en", 1.0, 0.0)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeLoader:
-    def __init__(self, sizes_mb: dict[ModelKey, float] | None = None) -> None:
-        self.loaded: list[FakeModel] = []
-        self.oom_on_load: set[ModelKey] = set()
-        self.oom_on_run: set[ModelKey] = set()
-        self.sizes_mb = sizes_mb or {}
-
-    def load(self, key: ModelKey) -> FakeModel:
-        if key in self.oom_on_load:
-            raise MemoryError(f"cannot allocate {key}")
-        model = FakeModel(key, fail_running=key in self.oom_on_run)
-        self.loaded.append(model)
-        return model
-
-    def estimate_mb(self, key: ModelKey) -> float:
-        return self.sizes_mb.get(key, 100.0)
-
-    def smaller(self, key: ModelKey) -> ModelKey | None:
-        index = ORDER.index(key)
-        return ORDER[index - 1] if index > 0 else None
+from tests.support.model_fakes import BASE, FAMILY, SMALL, TINY, FakeLoader, FakeModel
 
 
 def test_second_acquire_of_an_idle_model_is_a_hit_without_loading() -> None:
@@ -226,7 +178,7 @@ def test_pool_is_safe_under_many_threads() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=job, args=(ORDER[i % 3],)) for i in range(6)]
+    threads = [threading.Thread(target=job, args=(FAMILY[i % 3],)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:

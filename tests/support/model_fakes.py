@@ -1,0 +1,69 @@
+"""Fakes of the model pool's ports (`stream_workers.pool.ModelLoader` and the
+`Transcriber`s it loads), for unit tests of the pool.
+
+`tests/integration/contracts/test_model_loader_contract.py` checks them against the real
+`EngineLoader` and engines with the offline models.
+"""
+
+from __future__ import annotations
+
+from stream_workers.engines.base import (
+    SAMPLE_RATE,
+    ModelKey,
+    Samples,
+    SegmentCallback,
+    TranscribeRequest,
+    TranscriptResult,
+)
+
+TINY = ModelKey("faster-whisper", "tiny", "int8")
+BASE = ModelKey("faster-whisper", "base", "int8")
+SMALL = ModelKey("faster-whisper", "small", "int8")
+FAMILY = (TINY, BASE, SMALL)
+"""The fake loader's models, smallest first."""
+
+
+class FakeModel:
+    """A `Transcriber` that hears nothing; `fail_running` makes it fail as CUDA OOM does."""
+
+    def __init__(self, key: ModelKey, fail_running: bool = False) -> None:
+        self.key = key
+        self.closed = False
+        self.fail_running = fail_running
+
+    def transcribe(
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
+    ) -> TranscriptResult:
+        if self.fail_running:
+            raise RuntimeError("CUDA failed to allocate memory")
+        duration = len(audio) / SAMPLE_RATE
+        on_segment(duration, duration)
+        return TranscriptResult((), "en", 1.0, duration)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeLoader:
+    """A `ModelLoader` of `FAMILY`; `oom_on_load` / `oom_on_run` make those keys run out
+    of memory; `sizes_mb` overrides the memory estimates (100, 200, 400 MB)."""
+
+    def __init__(self, sizes_mb: dict[ModelKey, float] | None = None) -> None:
+        self.loaded: list[FakeModel] = []
+        self.oom_on_load: set[ModelKey] = set()
+        self.oom_on_run: set[ModelKey] = set()
+        self.sizes_mb = {TINY: 100.0, BASE: 200.0, SMALL: 400.0, **(sizes_mb or {})}
+
+    def load(self, key: ModelKey) -> FakeModel:
+        if key in self.oom_on_load:
+            raise MemoryError(f"cannot allocate {key}")
+        model = FakeModel(key, fail_running=key in self.oom_on_run)
+        self.loaded.append(model)
+        return model
+
+    def estimate_mb(self, key: ModelKey) -> float:
+        return self.sizes_mb[key]
+
+    def smaller(self, key: ModelKey) -> ModelKey | None:
+        index = FAMILY.index(key)
+        return FAMILY[index - 1] if index > 0 else None
