@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -22,6 +21,7 @@ from db.projector.service import next_offsets
 from db.records import ProjectionRecord, Undecodable
 from schemas.codec import EventCodec
 from tests.support.fold_events import at, status
+from tests.support.kafka_fakes import FakeConsumer, FakeMessage
 
 
 class _PgError(Exception):
@@ -82,31 +82,6 @@ def test_next_offsets_is_one_past_the_highest_offset_per_partition() -> None:
     assert next_offsets(records) == {("a", 0): 6, ("a", 1): 1, ("b", 0): 10}
 
 
-@dataclass
-class FakeMessage:
-    value_: bytes | None
-    key_: bytes | None = b"k"
-    ts: tuple[int, int] = (TIMESTAMP_CREATE_TIME, 1_735_689_600_000)
-
-    def topic(self) -> str:
-        return "t.status"
-
-    def partition(self) -> int:
-        return 2
-
-    def offset(self) -> int:
-        return 17
-
-    def timestamp(self) -> tuple[int, int]:
-        return self.ts
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-
 def test_a_message_decodes_into_a_record_with_its_kafka_time() -> None:
     event = status(uuid.uuid4(), occurred_at=at(1))
     with EventCodec() as codec:
@@ -123,28 +98,6 @@ def test_a_value_that_does_not_decode_is_kept_as_undecodable(value: bytes | None
     assert isinstance(record.payload, Undecodable)
     assert record.payload.raw == value
     assert record.timestamp == EPOCH
-
-
-@dataclass
-class FakeConsumer:
-    positions: dict[tuple[str, int], int]
-    highs: dict[tuple[str, int], int]
-    cached_calls: list[bool]
-
-    def assignment(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for t, p in self.positions]
-
-    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        return [
-            TopicPartition(tp.topic, tp.partition, self.positions[(tp.topic, tp.partition)])
-            for tp in partitions
-        ]
-
-    def get_watermark_offsets(
-        self, partition: TopicPartition, timeout: float = 0, cached: bool = False
-    ) -> tuple[int, int] | None:
-        self.cached_calls.append(cached)
-        return 0, self.highs[(partition.topic, partition.partition)]
 
 
 def test_lag_comes_from_cached_watermarks_and_skips_unknown_partitions() -> None:
