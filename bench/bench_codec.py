@@ -71,7 +71,8 @@ def main() -> int:
         figures += [
             Figure(f"encode, {label}", rates[0], "events/s"),
             Figure(f"decode, {label}", rates[1], "events/s"),
-            Figure(f"encode + decode, {label}", rates[2], "events/s", ">= 50,000"),
+            # no target: the old 50,000/s was retired (issue 12), nothing needs that rate
+            Figure(f"encode + decode, {label}", rates[2], "events/s"),
         ]
     emit(args.json, figures)
     return 0
