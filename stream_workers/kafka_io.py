@@ -15,7 +15,8 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
-from schemas.events import CancelRequested, DeadLetter, Event, SourcePosition, utc_now
+from schemas.events import CancelRequested, Event, SourcePosition
+from stream_workers.dead_letters import undecodable_dead_letter
 from stream_workers.errors import TransientJobError
 from whisperstream.kafka_producer import KafkaProducer, PublishError
 
@@ -160,23 +161,9 @@ class ControlReader:
 
     def _dead_letter(self, message: Message, raw: bytes, exc: UndecodableEvent) -> None:
         position = SourcePosition(self._topic, message.partition() or 0, message.offset() or 0)
-        # Every worker reads every control message: a deterministic event id lets the
-        # projector recognise the copies of one dead letter as one.
-        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{position}"))
-        dead = DeadLetter(
-            event_id=event_id,
-            job_id=None,
-            occurred_at=utc_now(),
-            error_type="UndecodableEvent",
-            error_message=str(exc),
-            stack_trace=None,
-            retry_count=0,
-            source=position,
-            original_value=raw,
-            request=None,
-        )
-        key = (message.key() or b"").decode("utf-8", "replace") or event_id
-        self._publisher.produce(self._dlq_topic, key, self._codec.encode(dead))
+        # Every worker reads every control record: the builder gives all copies one id.
+        dead = undecodable_dead_letter(position, raw, message.key(), exc, names_job=False)
+        self._publisher.produce(self._dlq_topic, dead.key, self._codec.encode(dead.event))
 
     def close(self) -> None:
         self._stop.set()

@@ -18,18 +18,12 @@ from pathlib import Path
 
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
-from schemas.events import (
-    DeadLetter,
-    SourcePosition,
-    TranscriptionRequested,
-    WorkerHeartbeat,
-    new_event_id,
-    utc_now,
-)
+from schemas.events import SourcePosition, TranscriptionRequested, WorkerHeartbeat, utc_now
 from storage.errors import InvalidS3UriError
 from storage.keys import S3Uri
 from storage.s3 import ObjectStore
 from stream_workers.config import WorkerTuning, default_cpu_threads
+from stream_workers.dead_letters import undecodable_dead_letter
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.errors import WorkerStoppingError
 from stream_workers.job import Delivery, JobRunner, Outcome
@@ -301,21 +295,9 @@ class WorkerService:
     async def _dead_letter_undecodable(
         self, raw: bytes, key: bytes | None, position: SourcePosition, exc: UndecodableEvent
     ) -> None:
-        job_id = key.decode("utf-8", "replace") if key else None
         log.error("undecodable message at %s: %s; sent to the DLQ", position, exc)
-        dead = DeadLetter(
-            event_id=new_event_id(),
-            job_id=job_id,
-            occurred_at=utc_now(),
-            error_type="UndecodableEvent",
-            error_message=str(exc),
-            stack_trace=None,
-            retry_count=0,
-            source=position,
-            original_value=raw,
-            request=None,
-        )
-        await self.publisher.publish(self.settings.topic_dlq, job_id or new_event_id(), dead)
+        dead = undecodable_dead_letter(position, raw, key, exc, names_job=True)
+        await self.publisher.publish(self.settings.topic_dlq, dead.key, dead.event)
 
     def _spawn_job(self, coroutine: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
