@@ -12,6 +12,7 @@ import pytest
 
 from schemas.events import DeadLetter, JobStatus, Priority, WorkerHeartbeat
 from storage.keys import result_uri
+from stream_workers.dead_letters import dead_letter_event_id
 from tests.integration.workers.harness import (
     Bus,
     completed_text,
@@ -177,6 +178,8 @@ def test_poison_message_goes_to_the_dlq_and_the_agent_goes_on(
     assert dead.error_type == "UndecodableEvent"
     assert dead.source.topic == fresh_topics.topic_requests_normal
     assert dead.request is None
+    assert dead.job_id == "poison"
+    assert dead.event_id == dead_letter_event_id(dead.source)  # the same on redelivery
 
 
 def test_redelivered_job_with_a_stored_result_completes_without_transcribing(
