@@ -6,13 +6,11 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from db.engine import create_engine
 from db.projection_store import apply_batch
@@ -21,6 +19,7 @@ from schemas.codec import EventCodec
 from schemas.events import Priority, Source, TranscriptionRequested
 from storage.keys import S3Uri
 from storage.s3 import ObjectStore
+from tests.support.kafka_read import records_to_end
 from tests.support.stack import RunningStack
 from whisperstream.settings import Settings
 
@@ -29,24 +28,12 @@ Found = list[tuple[int, int, TranscriptionRequested]]
 
 
 def _requests(settings: Settings, topic: str) -> Found:
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": uuid.uuid4().hex}
-    )
-    found: Found = []
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        deadline = time.monotonic() + 4
-        with EventCodec() as codec:
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.3)
-                if msg is None or msg.error() is not None:
-                    continue
-                event = codec.decode(msg.value() or b"", TranscriptionRequested)
-                found.append((msg.partition() or 0, msg.offset() or 0, event))
-    finally:
-        consumer.close()
-    return found
+    """Every request in `topic` up to its end now (not "whatever came within a while")."""
+    with EventCodec() as codec:
+        return [
+            (partition, offset, codec.decode(value or b"", TranscriptionRequested))
+            for partition, offset, value in records_to_end(settings.kafka_bootstrap_servers, topic)
+        ]
 
 
 def _project(

@@ -7,12 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from db.engine import create_engine
 from db.error_queries import list_errors
@@ -21,6 +19,7 @@ from db.records import ProjectionRecord
 from schemas.codec import EventCodec
 from schemas.events import DeadLetter, Priority, Source, SourcePosition, TranscriptionRequested
 from tests.support.fold_events import request
+from tests.support.kafka_read import records_to_end
 from tests.support.stack import RunningStack
 from whisperstream.settings import Settings
 
@@ -45,22 +44,12 @@ def _dead_letter(
 
 
 def _read_all(settings: Settings, topic: str) -> list[TranscriptionRequested]:
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": uuid.uuid4().hex}
-    )
-    found: list[TranscriptionRequested] = []
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        deadline = time.monotonic() + 4
-        with EventCodec() as codec:
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.3)
-                if msg is not None and msg.error() is None:
-                    found.append(codec.decode(msg.value() or b"", TranscriptionRequested))
-    finally:
-        consumer.close()
-    return found
+    """Every request in `topic` up to its end now (not "whatever came within a while")."""
+    with EventCodec() as codec:
+        return [
+            codec.decode(value or b"", TranscriptionRequested)
+            for _, _, value in records_to_end(settings.kafka_bootstrap_servers, topic)
+        ]
 
 
 def test_redrive_publishes_new_jobs_and_resolves_rows(
