@@ -40,6 +40,7 @@ from stream_workers.engines.base import (
     TranscribeRequest,
     TranscriptResult,
 )
+from stream_workers.engines.decoding import Decoding
 from stream_workers.errors import JobCancelledError, TimeLimitExceededError
 from stream_workers.policy import classify, retry_delay_s, stack_trace, time_limits
 from stream_workers.pool import ModelPool
@@ -286,7 +287,9 @@ class JobRunner:
         progress = _Progress(
             request.job_id, self._cancels, time.monotonic() + limits.soft_s, self._tuning, report
         )
-        engine_request = TranscribeRequest(request.language, request.task, request.options)
+        engine_request = TranscribeRequest(
+            request.language, request.task, Decoding.of(request.options)
+        )
 
         def work(model: Transcriber) -> TranscriptResult:
             return model.transcribe(samples, engine_request, progress)

@@ -9,7 +9,8 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from schemas.events import Task, TranscriptionOptions
+from schemas.events import Task
+from stream_workers.engines.decoding import Decoding
 
 SAMPLE_RATE = 16_000
 Samples = npt.NDArray[np.float32]
@@ -55,7 +56,8 @@ class Segment:
 class TranscribeRequest:
     language: str | None = None
     task: Task = Task.TRANSCRIBE
-    options: TranscriptionOptions = field(default_factory=TranscriptionOptions)
+    decoding: Decoding = field(default_factory=Decoding)
+    """The request's options with the defaults filled in: `Decoding.of(options)`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from stream_workers.engines.base import (
     Word,
 )
 from stream_workers.engines.base import Segment as OurSegment
+from stream_workers.engines.decoding import faster_whisper_arguments
 from stream_workers.errors import InvalidOptionsError
 
 # Batching only pays off once there is more than one 30 s window to batch.
@@ -47,15 +48,11 @@ class FasterWhisperTranscriber:
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult:
-        options = request.options
+        decoding = request.decoding
         kwargs: dict[str, Any] = {
             "language": request.language,
             "task": request.task.value,
-            "beam_size": options.beam_size or 5,
-            "temperature": options.temperature,
-            "initial_prompt": options.initial_prompt,
-            "word_timestamps": options.word_timestamps,
-            "vad_filter": options.vad_filter,
+            **faster_whisper_arguments(decoding),
         }
         duration = len(audio) / SAMPLE_RATE
         try:
@@ -72,7 +69,7 @@ class FasterWhisperTranscriber:
         # faster-whisper decodes lazily: each iteration is real work, so a raise stops it.
         for index, segment in enumerate(segments):
             words = None
-            if options.word_timestamps:
+            if decoding.word_timestamps:
                 words = tuple(
                     Word(w.start, w.end, w.word, w.probability) for w in segment.words or ()
                 )

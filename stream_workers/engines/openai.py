@@ -17,6 +17,8 @@ from stream_workers.engines.base import (
     TranscriptResult,
     Word,
 )
+from stream_workers.engines.decoding import openai_whisper_arguments
+from stream_workers.engines.vad import keep_speech
 from stream_workers.errors import InvalidOptionsError
 from stream_workers.models.convert import ALIGNMENT_HEADS_KEY
 
@@ -60,20 +62,21 @@ class OpenAIWhisperTranscriber:
         import whisper  # noqa: PLC0415
 
         duration = len(audio) / SAMPLE_RATE
-        options = request.options
+        decoding = request.decoding
         language = request.language
         if not self._model.is_multilingual:
             if language not in (None, "en"):
                 raise InvalidOptionsError(f"{self.key.model} is English-only, not {language!r}")
             language = "en"
-        probe = _WindowProbe(self._model, duration, on_segment)
+        speech = keep_speech(audio) if decoding.vad_filter else None
+        if speech is not None:
+            audio = speech.samples
+        # progress is measured on what is decoded: the speech alone when VAD cut the rest
+        probe = _WindowProbe(self._model, len(audio) / SAMPLE_RATE, on_segment)
         kwargs: dict[str, Any] = {
             "language": language,
             "task": request.task.value,
-            "temperature": options.temperature,
-            "initial_prompt": options.initial_prompt,
-            "word_timestamps": options.word_timestamps,
-            "beam_size": options.beam_size,
+            **openai_whisper_arguments(decoding),
             "fp16": self._device == "cuda",
             "verbose": None,
         }
@@ -82,7 +85,9 @@ class OpenAIWhisperTranscriber:
                 result = whisper.transcribe(self._model, audio, **kwargs)
             except (ValueError, KeyError) as exc:
                 raise InvalidOptionsError(str(exc)) from exc
-        segments = tuple(_segment(raw, options.word_timestamps) for raw in result["segments"])
+        segments = tuple(_segment(raw, decoding.word_timestamps) for raw in result["segments"])
+        if speech is not None:
+            segments = speech.restore(segments)
         on_segment(duration, duration)
         return TranscriptResult(
             segments=segments,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.events import TranscriptionOptions
 from stream_workers import audio
 from stream_workers.config import default_cpu_threads, load_tuning
 from stream_workers.engines.base import ModelKey, Samples, TranscribeRequest
+from stream_workers.engines.decoding import Decoding
 from stream_workers.engines.faster import FasterWhisperTranscriber
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.engines.openai import OpenAIWhisperTranscriber
@@ -66,7 +66,7 @@ def test_each_engine_gives_the_reference_words(
     try:
         result = model.transcribe(
             jfk_samples,
-            TranscribeRequest(options=TranscriptionOptions(word_timestamps=True)),
+            TranscribeRequest(decoding=Decoding(word_timestamps=True)),
             lambda done, total: progress.append(done / total),
         )
     finally:
@@ -87,7 +87,7 @@ def test_converted_checkpoint_gives_the_same_tokens_as_faster_whisper(
     source = catalog.resolve("faster-whisper", "tiny.en")
     checkpoint = catalog.import_ct2(source, "tiny-imported")
     assert checkpoint.exists()
-    greedy = TranscribeRequest(options=TranscriptionOptions(beam_size=1, temperature=0.0))
+    greedy = TranscribeRequest(decoding=Decoding(beam_size=1))
     fast = FasterWhisperTranscriber(ModelKey("faster-whisper", "tiny.en", "float32"), source)
     slow = OpenAIWhisperTranscriber(
         ModelKey("openai-whisper", "tiny-imported", "float32"), checkpoint

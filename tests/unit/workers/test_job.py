@@ -40,6 +40,7 @@ from stream_workers.engines.base import (
     TranscribeRequest,
     TranscriptResult,
 )
+from stream_workers.engines.decoding import DEFAULT_BEAM_SIZE, Decoding
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.pool import ModelPool
 from stream_workers.prefetch import Prefetcher
@@ -59,12 +60,14 @@ class ScriptedModel:
         self.during = during
         self.calls = 0
         self.audio_seconds: list[float] = []
+        self.requests: list[TranscribeRequest] = []
 
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult:
         self.calls += 1
         self.audio_seconds.append(len(audio) / 16_000)
+        self.requests.append(request)
         duration = 11.0
         out = []
         for index in range(self.segments):
@@ -119,7 +122,12 @@ class Harness:
             workdir=tmp,
         )
 
-    def delivery(self, attempt: int = 1, audio: bytes | None = None) -> Delivery:
+    def delivery(
+        self,
+        attempt: int = 1,
+        audio: bytes | None = None,
+        options: TranscriptionOptions | None = None,
+    ) -> Delivery:
         job_id = new_event_id()
         uri = f"s3://audio/uploads/{job_id}/jfk.flac"
         self.store.put_bytes(S3Uri.parse(uri), self.jfk.read_bytes() if audio is None else audio)
@@ -135,7 +143,7 @@ class Harness:
             engine=None,
             language=None,
             task=Task.TRANSCRIBE,
-            options=TranscriptionOptions(),
+            options=options or TranscriptionOptions(),
             owner=None,
             idempotency_key=None,
             callback_url=None,
@@ -179,6 +187,21 @@ async def test_completed_job_writes_the_result_before_the_completed_event(
     assert len(document["segments"]) == 20
     assert result.text.startswith("word0 word1")
     assert statuses[-1].timing is not None
+
+
+async def test_the_engine_gets_the_request_options_with_the_one_default_beam(
+    harness: Harness,
+) -> None:
+    chosen = TranscriptionOptions(
+        initial_prompt="Kennedy", beam_size=3, temperature=0.2, vad_filter=True
+    )
+    await harness.runner.run(harness.delivery(options=chosen))
+    await harness.runner.run(harness.delivery())
+    given, defaulted = (request.decoding for request in harness.model.requests)
+    assert given == Decoding(
+        beam_size=3, temperatures=(0.2,), vad_filter=True, initial_prompt="Kennedy"
+    )
+    assert defaulted == Decoding(beam_size=DEFAULT_BEAM_SIZE, temperatures=(0.0,))
 
 
 async def test_redelivery_after_completion_emits_completed_again_without_transcribing(
