@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ OPTION_FIELDS = frozenset(
         "initial_prompt",
         "word_timestamps",
         "callback_url",
+        "beam_size",
+        "temperature",
+        "vad_filter",
     }
 )
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
@@ -29,6 +33,9 @@ _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
 MAX_PROMPT = 2000
+BEAM_SIZES = range(1, 11)
+DEFAULT_BEAM_SIZE_TEXT = "5"
+"""The workers' default (stream_workers/engines/decoding.py), for the OpenAPI text only."""
 E = TypeVar("E", Priority, Task)
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -43,6 +50,10 @@ class SubmitOptions:
     initial_prompt: str | None
     word_timestamps: bool
     callback_url: str | None
+    beam_size: int | None = None
+    """None: the workers' default, the same on both engines."""
+    temperature: float = 0.0
+    vad_filter: bool = False
 
 
 OPTIONS_SCHEMA: dict[str, object] = {
@@ -54,6 +65,25 @@ OPTIONS_SCHEMA: dict[str, object] = {
     "initial_prompt": {"type": "string", "maxLength": MAX_PROMPT},
     "word_timestamps": {"type": "boolean", "default": False},
     "callback_url": {"type": "string", "format": "uri", "description": "stored for now"},
+    "beam_size": {
+        "type": "integer",
+        "minimum": BEAM_SIZES.start,
+        "maximum": BEAM_SIZES.stop - 1,
+        "description": f"Beam width; omitted: {DEFAULT_BEAM_SIZE_TEXT}, on either engine",
+    },
+    "temperature": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "default": 0,
+        "description": "Decoding temperature, used alone (no fallback to higher ones); "
+        "above 0 samples 5 candidates instead of the beam search",
+    },
+    "vad_filter": {
+        "type": "boolean",
+        "default": False,
+        "description": "Transcribe only the speech that Silero VAD finds (both engines)",
+    },
 }
 
 
@@ -68,8 +98,11 @@ def parse_options(values: Mapping[str, object], default_model: str) -> SubmitOpt
         language=_language(values.get("language")),
         task=_enum(values, "task", Task, Task.TRANSCRIBE),
         initial_prompt=_prompt(values.get("initial_prompt")),
-        word_timestamps=_bool(values.get("word_timestamps")),
+        word_timestamps=_bool("word_timestamps", values.get("word_timestamps")),
         callback_url=_callback(values.get("callback_url")),
+        beam_size=_beam_size(values.get("beam_size")),
+        temperature=_temperature(values.get("temperature")),
+        vad_filter=_bool("vad_filter", values.get("vad_filter")),
     )
 
 
@@ -122,7 +155,7 @@ def _prompt(value: object) -> str | None:
     return text
 
 
-def _bool(value: object) -> bool:
+def _bool(name: str, value: object) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
@@ -130,7 +163,51 @@ def _bool(value: object) -> bool:
             return True
         if value.strip().lower() in _FALSE:
             return False
-    raise validation_error("word_timestamps", f"must be true or false, got {value!r}")
+    raise validation_error(name, f"must be true or false, got {value!r}")
+
+
+def _number(name: str, value: object) -> float | None:
+    """A JSON number, or a form field's text of one; None when absent or blank."""
+    if value is None:
+        return None
+    if isinstance(value, bool):  # a JSON true is an int to Python, not a number here
+        raise validation_error(name, f"must be a number, got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise validation_error(name, f"must be a number, got {value!r}") from None
+    else:
+        raise validation_error(name, f"must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise validation_error(name, f"must be a finite number, got {value!r}")
+    return number
+
+
+def _beam_size(value: object) -> int | None:
+    number = _number("beam_size", value)
+    if number is None:
+        return None
+    if not number.is_integer() or int(number) not in BEAM_SIZES:
+        raise validation_error(
+            "beam_size",
+            f"must be a whole number from {BEAM_SIZES.start} to {BEAM_SIZES.stop - 1}, "
+            f"got {value!r}",
+        )
+    return int(number)
+
+
+def _temperature(value: object) -> float:
+    number = _number("temperature", value)
+    if number is None:
+        return 0.0
+    if not 0.0 <= number <= 1.0:
+        raise validation_error("temperature", f"must be from 0 to 1, got {value!r}")
+    return number
 
 
 def _callback(value: object) -> str | None:

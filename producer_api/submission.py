@@ -116,6 +116,9 @@ class Publisher:
             options=TranscriptionOptions(
                 initial_prompt=options.initial_prompt,
                 word_timestamps=options.word_timestamps,
+                temperature=options.temperature,
+                beam_size=options.beam_size,
+                vad_filter=options.vad_filter,
             ),
             owner=principal.owner,
             idempotency_key=idempotency_key,

@@ -105,7 +105,11 @@ def build_request(job: PlannedJob, audio: AudioRef, settings: Settings) -> Trans
         language=row.language,
         task=Task(row.task or "transcribe"),
         options=TranscriptionOptions(
-            initial_prompt=row.initial_prompt, word_timestamps=bool(row.word_timestamps)
+            initial_prompt=row.initial_prompt,
+            word_timestamps=bool(row.word_timestamps),
+            temperature=row.temperature if row.temperature is not None else 0.0,
+            beam_size=row.beam_size,
+            vad_filter=bool(row.vad_filter),
         ),
         owner=row.owner,
         idempotency_key=row.idempotency_key,

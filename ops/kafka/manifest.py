@@ -33,6 +33,10 @@ class ManifestRow(BaseModel):
     job_id: str | None = None
     initial_prompt: str | None = None
     word_timestamps: bool | None = None
+    beam_size: int | None = Field(default=None, ge=1, le=10)
+    """None: the workers' default (the same on both engines)."""
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    vad_filter: bool | None = None
 
     @field_validator("*", mode="before")
     @classmethod

@@ -41,6 +41,18 @@ def submit(
     engine: Annotated[str | None, typer.Option("--engine")] = None,
     language: Annotated[str | None, typer.Option("--language")] = None,
     task: Annotated[str | None, typer.Option("--task")] = None,
+    beam_size: Annotated[
+        int | None,
+        typer.Option("--beam-size", min=1, max=10, help="Beam width; default 5 on both engines."),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option("--temperature", min=0.0, max=1.0, help="Decoding temperature; default 0."),
+    ] = None,
+    vad_filter: Annotated[
+        bool | None,
+        typer.Option("--vad-filter/--no-vad-filter", help="Transcribe only the speech VAD finds."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for each job to end.")] = False,
     fmt: Annotated[
         str, typer.Option("--format", help="srt, vtt, txt, json or tsv (with --wait).")
@@ -62,6 +74,9 @@ def submit(
             "engine": engine,
             "language": language,
             "task": task,
+            "beam_size": None if beam_size is None else str(beam_size),
+            "temperature": None if temperature is None else str(temperature),
+            "vad_filter": None if vad_filter is None else str(vad_filter).lower(),
         }.items()
         if value is not None
     }

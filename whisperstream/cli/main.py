@@ -61,13 +61,26 @@ def main() -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:  # click's usage errors carry their own message
-        import click  # noqa: PLC0415
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+        code = _shown_usage_error(exc)
+        if code is None:
+            raise
+        return code
     return exit_code if isinstance(exit_code, int) else 0
+
+
+def _shown_usage_error(exc: Exception) -> int | None:
+    """Print a click usage error as click would and give its exit code; None if not one."""
+    import click  # noqa: PLC0415
+
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    # typer vendors its own click: its usage errors (a bad --option value) are these
+    show = getattr(exc, "show", None)
+    if isinstance(exc, typer.TyperException) and callable(show):
+        show()
+        return int(getattr(exc, "exit_code", 2))
+    return None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ def test_defaults() -> None:
     assert options.model == "tiny.en"
     assert (options.engine, options.language, options.callback_url) == (None, None, None)
     assert options.word_timestamps is False
+    # decoding: null beam (the workers' one default), a single temperature 0, no VAD
+    assert (options.beam_size, options.temperature, options.vad_filter) == (None, 0.0, False)
 
 
 def test_values_from_a_form_and_from_json() -> None:
@@ -35,6 +37,17 @@ def test_values_from_a_form_and_from_json() -> None:
     )
 
 
+def test_decoding_options_from_a_form_and_from_json() -> None:
+    form = parse_options({"beam_size": "3", "temperature": "0.4", "vad_filter": "on"}, "x")
+    assert (form.beam_size, form.temperature, form.vad_filter) == (3, 0.4, True)
+    body = parse_options({"beam_size": 10, "temperature": 1, "vad_filter": True}, "x")
+    assert (body.beam_size, body.temperature, body.vad_filter) == (10, 1.0, True)
+    edges = parse_options({"beam_size": 1.0, "temperature": 0, "vad_filter": "false"}, "x")
+    assert (edges.beam_size, edges.temperature, edges.vad_filter) == (1, 0.0, False)
+    blank = parse_options({"beam_size": " ", "temperature": "", "vad_filter": ""}, "x")
+    assert (blank.beam_size, blank.temperature, blank.vad_filter) == (None, 0.0, False)
+
+
 @pytest.mark.parametrize(
     ("values", "field"),
     [
@@ -49,6 +62,20 @@ def test_values_from_a_form_and_from_json() -> None:
         ({"word_timestamps": 1}, "word_timestamps"),
         ({"callback_url": "javascript:alert(1)"}, "callback_url"),
         ({"colour": "red"}, "colour"),
+        ({"beam_size": 0}, "beam_size"),
+        ({"beam_size": 11}, "beam_size"),
+        ({"beam_size": "11"}, "beam_size"),
+        ({"beam_size": 2.5}, "beam_size"),
+        ({"beam_size": "five"}, "beam_size"),
+        ({"beam_size": True}, "beam_size"),
+        ({"beam_size": [5]}, "beam_size"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": 1.01}, "temperature"),
+        ({"temperature": "2"}, "temperature"),
+        ({"temperature": "nan"}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"vad_filter": "maybe"}, "vad_filter"),
+        ({"vad_filter": 1}, "vad_filter"),
     ],
 )
 def test_errors_name_the_field(values: dict[str, object], field: str) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ops.kafka.backfill import plan_job
+from ops.kafka.backfill import build_request, plan_job
 from ops.kafka.manifest import ManifestError, read_manifest
+from schemas.events import AudioRef, TranscriptionOptions
+from whisperstream.settings import load_settings
 
 
 def test_csv_and_jsonl_read_the_same_rows(tmp_path: Path) -> None:
@@ -38,6 +40,25 @@ def test_csv_and_jsonl_read_the_same_rows(tmp_path: Path) -> None:
         ("audio,priority\ns3://audio/a.flac,urgent\n", "m.csv:2: priority"),
         ("audio,colour\ns3://audio/a.flac,red\n", "m.csv:2: colour"),
         ("priority\nhigh\n", "m.csv:2: audio"),
+        (
+            "audio,beam_size\ns3://audio/a.flac,0\n",
+            "m.csv:2: beam_size: .*greater than or equal to 1",
+        ),
+        (
+            "audio,beam_size\ns3://audio/a.flac,11\n",
+            "m.csv:2: beam_size: .*less than or equal to 10",
+        ),
+        ("audio,beam_size\ns3://audio/a.flac,2.5\n", "m.csv:2: beam_size: .*valid integer"),
+        (
+            "audio,temperature\ns3://audio/a.flac,1.2\n",
+            "m.csv:2: temperature: .*less than or equal to 1",
+        ),
+        (
+            "audio,temperature\ns3://audio/a.flac,-0.1\n",
+            "m.csv:2: temperature: .*greater than or equal to 0",
+        ),
+        ("audio,temperature\ns3://audio/a.flac,nan\n", "m.csv:2: temperature: .*finite number"),
+        ("audio,vad_filter\ns3://audio/a.flac,maybe\n", "m.csv:2: vad_filter: .*valid boolean"),
     ],
 )
 def test_invalid_rows_name_line_and_field(tmp_path: Path, content: str, expected: str) -> None:
@@ -79,3 +100,27 @@ def test_missing_local_file_is_a_clear_error(tmp_path: Path) -> None:
     (line, row), *_ = read_manifest(manifest)
     with pytest.raises(ManifestError, match=r"nowhere\.wav"):
         plan_job(line, row, tmp_path)
+
+
+def test_decoding_options_reach_the_request(tmp_path: Path) -> None:
+    csv_file = tmp_path / "m.csv"
+    csv_file.write_text(
+        "audio,beam_size,temperature,vad_filter\n"
+        "s3://audio/a.flac,3,0.4,true\n"
+        "s3://audio/b.flac,,,\n"
+    )
+    jsonl_file = tmp_path / "m.jsonl"
+    jsonl_file.write_text(
+        '{"audio": "s3://audio/a.flac", "beam_size": 3, "temperature": 0.4,'
+        ' "vad_filter": true}\n'
+        '{"audio": "s3://audio/b.flac"}\n'
+    )
+    rows = read_manifest(csv_file)
+    assert [row for _, row in rows] == [row for _, row in read_manifest(jsonl_file)]
+    audio = AudioRef("s3://audio/a.flac", 1, "0" * 64, "audio/flac", "a.flac")
+    chosen, defaulted = (
+        build_request(plan_job(line, row, tmp_path), audio, load_settings()).options
+        for line, row in rows
+    )
+    assert chosen == TranscriptionOptions(beam_size=3, temperature=0.4, vad_filter=True)
+    assert defaulted == TranscriptionOptions()  # null beam: the workers' one default
