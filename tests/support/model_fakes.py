@@ -1,5 +1,5 @@
 """Fakes of the model pool's ports (`stream_workers.pool.ModelLoader` and the
-`Transcriber`s it loads), for unit tests of the pool.
+`Transcriber`s it loads), for unit tests of the pool and of the job runner.
 
 `tests/integration/contracts/test_model_loader_contract.py` checks them against the real
 `EngineLoader` and engines with the offline models.
@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from stream_workers.engines.base import (
     SAMPLE_RATE,
     ModelKey,
     Samples,
+    Segment,
     SegmentCallback,
     TranscribeRequest,
     TranscriptResult,
@@ -67,3 +70,59 @@ class FakeLoader:
     def smaller(self, key: ModelKey) -> ModelKey | None:
         index = FAMILY.index(key)
         return FAMILY[index - 1] if index > 0 else None
+
+
+class ScriptedModel:
+    """A `Transcriber` that reports `segments` evenly spaced segments over the audio
+    ("word0", "word1", ...), running `during(index)` after each one."""
+
+    def __init__(
+        self,
+        key: ModelKey,
+        segments: int = 20,
+        during: Callable[[int], object] | None = None,
+    ) -> None:
+        self.key = key
+        self.segments = segments
+        self.during = during
+        self.calls = 0
+        self.audio_seconds: list[float] = []
+        self.requests: list[TranscribeRequest] = []
+
+    def transcribe(
+        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
+    ) -> TranscriptResult:
+        self.calls += 1
+        duration = len(audio) / SAMPLE_RATE
+        self.audio_seconds.append(duration)
+        self.requests.append(request)
+        out = []
+        for index in range(self.segments):
+            start = duration * index / self.segments
+            end = duration * (index + 1) / self.segments
+            out.append(Segment(index, start, end, f" word{index}", (1, 2), -0.1, 0.0))
+            on_segment(end, duration)
+            if self.during is not None:
+                self.during(index)
+        return TranscriptResult(tuple(out), "en", 1.0, duration)
+
+    def close(self) -> None:
+        return None
+
+
+class ScriptedLoader:
+    """A `ModelLoader` that lends its one `ScriptedModel` for any key."""
+
+    def __init__(self, model: ScriptedModel) -> None:
+        self.model = model
+        self.loads = 0
+
+    def load(self, key: ModelKey) -> ScriptedModel:
+        self.loads += 1
+        return self.model
+
+    def estimate_mb(self, key: ModelKey) -> float:
+        return 10
+
+    def smaller(self, key: ModelKey) -> ModelKey | None:
+        return None

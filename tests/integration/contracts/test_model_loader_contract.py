@@ -1,6 +1,7 @@
 """The model pool's ports, `ModelLoader` and the `Transcriber`s it loads: the pool tests'
-`FakeLoader` and the real `EngineLoader` with the offline models (both engines, in this
-process) keep one contract; every test runs against each."""
+`FakeLoader`, the job tests' `ScriptedLoader` and the real `EngineLoader` with the
+offline models (both engines, in this process) keep one contract; every test runs
+against each."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from stream_workers.engines.base import (
 from stream_workers.engines.loader import EngineLoader
 from stream_workers.models.catalog import ModelCatalog
 from stream_workers.pool import ModelLoader
-from tests.support.model_fakes import BASE, FakeLoader
+from tests.support.model_fakes import BASE, FakeLoader, ScriptedLoader, ScriptedModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,10 +34,13 @@ class Side:
     """A model this loader can load."""
 
 
-@pytest.fixture(scope="module", params=["fake", "faster-whisper", "openai-whisper"])
+@pytest.fixture(scope="module", params=["fake", "scripted", "faster-whisper", "openai-whisper"])
 def side(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Side:
     if request.param == "fake":
         return Side(FakeLoader(), BASE)
+    if request.param == "scripted":
+        key = ModelKey("faster-whisper", "tiny.en", "int8")
+        return Side(ScriptedLoader(ScriptedModel(key)), key)
     loader = EngineLoader(ModelCatalog(None, tmp_path_factory.mktemp("model-cache")))
     return Side(loader, loader.key_for(request.param, "tiny.en"))
 

@@ -34,68 +34,17 @@ from storage.keys import S3Uri
 from stream_workers.config import load_tuning
 from stream_workers.engines.base import (
     ModelKey,
-    Samples,
-    Segment,
-    SegmentCallback,
-    TranscribeRequest,
-    TranscriptResult,
 )
 from stream_workers.engines.decoding import DEFAULT_BEAM_SIZE, Decoding
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.pool import ModelPool
 from stream_workers.prefetch import Prefetcher
 from tests.support.fakes import MemoryCancels, MemoryPublisher, MemoryStore
+from tests.support.model_fakes import ScriptedLoader, ScriptedModel
 from whisperstream.settings import load_settings
 
 SETTINGS = load_settings()
 KEY = ModelKey("faster-whisper", "tiny.en", "int8")
-
-
-class ScriptedModel:
-    """Reports `segments` segments over the audio, running `during` after each one."""
-
-    def __init__(self, key: ModelKey, segments: int = 20, during: Any = None) -> None:
-        self.key = key
-        self.segments = segments
-        self.during = during
-        self.calls = 0
-        self.audio_seconds: list[float] = []
-        self.requests: list[TranscribeRequest] = []
-
-    def transcribe(
-        self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
-    ) -> TranscriptResult:
-        self.calls += 1
-        self.audio_seconds.append(len(audio) / 16_000)
-        self.requests.append(request)
-        duration = 11.0
-        out = []
-        for index in range(self.segments):
-            end = duration * (index + 1) / self.segments
-            out.append(Segment(index, end - 0.5, end, f" word{index}", (1, 2), -0.1, 0.0))
-            on_segment(end, duration)
-            if self.during is not None:
-                self.during(index)
-        return TranscriptResult(tuple(out), "en", 1.0, duration)
-
-    def close(self) -> None:
-        return None
-
-
-class Loader:
-    def __init__(self, model: ScriptedModel) -> None:
-        self.model = model
-        self.loads = 0
-
-    def load(self, key: ModelKey) -> ScriptedModel:
-        self.loads += 1
-        return self.model
-
-    def estimate_mb(self, key: ModelKey) -> float:
-        return 10
-
-    def smaller(self, key: ModelKey) -> ModelKey | None:
-        return None
 
 
 class Harness:
@@ -104,7 +53,7 @@ class Harness:
         self.publisher = MemoryPublisher()
         self.cancels = MemoryCancels()
         self.model = ScriptedModel(KEY)
-        self.loader = Loader(self.model)
+        self.loader = ScriptedLoader(self.model)
         self.pool = ModelPool(self.loader, max_size=1)
         self.executor = concurrent.futures.ThreadPoolExecutor(2)
         self.jfk = jfk
