@@ -83,7 +83,7 @@ def _run(stack: LocalStack, volatile: bool) -> int:
     # a broker that kept its data in memory comes back empty: its clients start afresh
     volatile_broker = volatile and "broker" in stack.launched
     dependents = {"broker": available_services()} if volatile_broker else {}
-    supervisor = Supervisor([], state, log, dependents=dependents)
+    supervisor = Supervisor(state, log, dependents=dependents)
     services: list[Unit] = []
     signal.signal(signal.SIGTERM, _raise_stop)
     exit_code = 0

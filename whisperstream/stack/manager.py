@@ -24,6 +24,7 @@ from whisperstream.stack.readiness import (
     check_kafka,
     check_postgres,
     check_s3,
+    kafka_client_config,
     timed,
 )
 from whisperstream.stack.seaweed import start_seaweed
@@ -263,7 +264,7 @@ class LocalStack:
         bootstrap = self.settings.kafka_bootstrap_servers
         check_kafka(bootstrap)
         apply_topics(
-            AdminClient({"bootstrap.servers": bootstrap}), default_topic_specs(self.settings)
+            AdminClient(kafka_client_config(bootstrap)), default_topic_specs(self.settings)
         )
 
     # down and status -------------------------------------------------------------------

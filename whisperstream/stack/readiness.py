@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer as KafkaConsumer
@@ -20,6 +22,16 @@ from whisperstream.errors import StackError
 
 READINESS_TOPIC = "_whisperstream.readiness"
 READINESS_KEY = "_whisperstream/readiness"
+
+
+def kafka_client_config(bootstrap: str, **extra: object) -> dict[str, Any]:
+    """librdkafka settings with its log lines sent to Python logging, not to stderr
+    (where they would fill the terminal of `whisperstream up` while the broker is away)."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "logger": logging.getLogger("whisperstream.stack.kafka"),
+        **extra,
+    }
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ def timed(name: str, check: Callable[[], None]) -> CheckResult:
 
 def check_kafka(bootstrap: str, timeout: float = 10.0) -> None:
     """Produce a unique record with acks=all and read that very record back."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})
+    admin = AdminClient(kafka_client_config(bootstrap, **{"socket.timeout.ms": 3000}))
     metadata = admin.list_topics(timeout=timeout)
     if READINESS_TOPIC not in metadata.topics:
         for future in admin.create_topics([NewTopic(READINESS_TOPIC, 1, 1)]).values():
@@ -66,7 +78,7 @@ def check_kafka(bootstrap: str, timeout: float = 10.0) -> None:
             delivered.append(msg.offset())  # type: ignore[attr-defined]
 
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": int(timeout * 1000)}
+        kafka_client_config(bootstrap, acks="all", **{"message.timeout.ms": int(timeout * 1000)})
     )
     try:
         producer.produce(READINESS_TOPIC, key=b"readiness", value=nonce, on_delivery=on_delivery)
@@ -76,11 +88,9 @@ def check_kafka(bootstrap: str, timeout: float = 10.0) -> None:
     if not delivered:
         raise StackError(f"broker did not confirm a produce: {errors or 'timeout'}")
     consumer = KafkaConsumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "_whisperstream.readiness",
-            "enable.auto.commit": False,
-        }
+        kafka_client_config(
+            bootstrap, **{"group.id": "_whisperstream.readiness", "enable.auto.commit": False}
+        )
     )
     try:
         consumer.assign([TopicPartition(READINESS_TOPIC, 0, delivered[0])])

@@ -104,7 +104,6 @@ class GaveUp:
 class Supervisor:
     def __init__(
         self,
-        units: Sequence[Unit],
         state: SupervisorState,
         log: logging.Logger,
         *,
@@ -112,11 +111,13 @@ class Supervisor:
         dependents: Mapping[str, Sequence[str]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`dependents`: the services to restart after a service came back (a broker that
-        kept its data in memory comes back empty, and its clients' state is then void)."""
-        self._units = {unit.name: unit for unit in units}
+        """`dependents`: per service, those to stop when it exits and start again once it
+        is back (the clients of a broker that kept its data in memory)."""
+        self._units: dict[str, Unit] = {}
         self._dependents = dependents or {}
-        self._planned: set[str] = set()
+        # dependent -> set once the service it waits for is back; and that service -> same
+        self._planned: dict[str, threading.Event] = {}
+        self._back: dict[str, threading.Event] = {}
         self._state = state
         self._log = log
         self.policy = policy or RestartPolicy()
@@ -151,71 +152,98 @@ class Supervisor:
             last_exit = processes.describe_exit(code)
             self._state.exited(unit.name, code, last_exit)
             processes.kill_leftovers(unit.process)
-            delay = 0.0
-            if not self._take_planned(unit.name):
+            dependency_back = self._take_planned(unit.name)
+            if dependency_back is not None:
+                # stopped on purpose with a service it depends on: start when that is back
+                if not self._wait_for(dependency_back):
+                    return
+            else:
                 decision = history.crashed(started_at=started_at, now=self._clock())
                 if isinstance(decision, GiveUp):
                     self._give_up(unit, decision.crashes_in_window, last_exit)
                     return
-                delay = decision.delay_s
                 self._log.warning(
                     "%s exited (%s); restarting in %.0fs (crash %d in %.0f min; at %d up stops)",
                     unit.name,
                     last_exit,
-                    delay,
+                    decision.delay_s,
                     decision.crashes_in_window,
                     self.policy.window_s / 60,
                     self.policy.max_crashes,
                 )
-            if self._stopping.wait(delay):
-                return
+                self._stop_dependents(unit.name)
+                if self._stopping.wait(decision.delay_s):
+                    return
             started_at = self._clock()
-            with self._launch_lock:
-                if self._stopping.is_set():
-                    return
-                try:
-                    proc = unit.launch()
-                except StackError as exc:
-                    self._log.error("%s did not start: %s", unit.name, exc)
-                    code = None
-                    continue
-            self._state.restarted(unit.name, proc.pid)
-            self._log.info("%s restarted (pid %d)", unit.name, proc.pid)
             try:
-                unit.await_ready()
-            except StackError as exc:
-                if self._stopping.is_set():
-                    return
-                self._log.error("%s did not come back: %s", unit.name, exc)
-                processes.kill_leftovers(proc)
-            else:
-                self._restart_dependents(unit.name)
+                proc = self._restart(unit)
+            finally:
+                self._release_dependents(unit.name)
+            if proc is None:
+                code = None
+                continue
             code = processes.wait_for_exit(proc)
 
-    def _take_planned(self, name: str) -> bool:
+    def _restart(self, unit: Unit) -> ManagedProcess | None:
+        """Start the unit again and wait until it is ready; None if it could not start."""
         with self._launch_lock:
-            if name in self._planned:
-                self._planned.discard(name)
-                return True
-            return False
+            if self._stopping.is_set():
+                return None
+            try:
+                proc = unit.launch()
+            except StackError as exc:
+                self._log.error("%s did not start: %s", unit.name, exc)
+                return None
+        self._state.restarted(unit.name, proc.pid)
+        self._log.info("%s restarted (pid %d)", unit.name, proc.pid)
+        try:
+            unit.await_ready()
+        except StackError as exc:
+            if not self._stopping.is_set():
+                self._log.error("%s did not come back: %s", unit.name, exc)
+            processes.kill_leftovers(proc)
+        return proc
 
-    def _restart_dependents(self, name: str) -> None:
-        for dependent in self._dependents.get(name, ()):
-            unit = self._units.get(dependent)
-            if unit is None:
-                continue
-            with self._launch_lock:
-                if self._stopping.is_set():
-                    return
-                self._planned.add(dependent)
-            self._log.info("restarting %s: %s came back without its data", dependent, name)
-            # its watcher sees the exit and starts it again at once
-            threading.Thread(
-                target=processes.stop,
-                args=(unit.process,),
-                kwargs={"timeout": 10.0, "sig": signal.SIGTERM},
-                daemon=True,
-            ).start()
+    def _wait_for(self, event: threading.Event) -> bool:
+        """Wait for `event`; False if a stop came first."""
+        while not event.wait(0.2):
+            if self._stopping.is_set():
+                return False
+        return not self._stopping.is_set()
+
+    def _take_planned(self, name: str) -> threading.Event | None:
+        with self._launch_lock:
+            return self._planned.pop(name, None)
+
+    def _stop_dependents(self, name: str) -> None:
+        """Stop what depends on `name` now; each starts again once `name` is back.
+
+        Their clients' state died with it (a broker that kept its data in memory comes
+        back empty); stopped before it restarts, they never talk to the new one.
+        """
+        running = [
+            self._units[dependent]
+            for dependent in self._dependents.get(name, ())
+            if dependent in self._units and processes.is_alive(self._units[dependent].process)
+        ]
+        if not running:
+            return
+        back = threading.Event()
+        with self._launch_lock:
+            if self._stopping.is_set():
+                return
+            self._back[name] = back
+            for dependent in running:
+                self._planned[dependent.name] = back
+        for dependent in running:
+            self._log.info("stopping %s until %s is back: it starts afresh", dependent.name, name)
+            processes.stop(dependent.process, timeout=5.0, sig=signal.SIGKILL)
+
+    def _release_dependents(self, name: str) -> None:
+        with self._launch_lock:
+            back = self._back.pop(name, None)
+        if back is not None:
+            back.set()
 
     def _give_up(self, unit: Unit, crashes: int, last_exit: str) -> None:
         log_path = unit.process.log_path
@@ -229,6 +257,8 @@ class Supervisor:
         """No more restarts; stop `services` (SIGTERM, then SIGKILL after `timeout_s`)."""
         with self._launch_lock:
             self._stopping.set()
+            for back in self._back.values():
+                back.set()
         procs = [unit.process for unit in services]
         processes.stop_all(procs, timeout=timeout_s)
         for proc in procs:
