@@ -51,6 +51,8 @@ async def test_admin_health_reports_dependencies_and_heartbeats(api: Api) -> Non
     assert worker["model_pool"]["hit_rate"] == 0.75
     assert worker["model_pool"]["loaded_models"] == ["tiny.en"]
     assert "lag" in report["projector"]
+    # restarts per service are reported only under `whisperstream up`
+    assert "supervisor" not in report
 
 
 async def test_error_log_filter_page_and_resolve(api: Api) -> None:
