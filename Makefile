@@ -42,6 +42,10 @@ pytest: setup
 test: lint typecheck pytest
 
 bench: setup
+	@# bench_decoding reads text aloud with espeak-ng (synthetic speech with a known transcript)
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
 	$(PY) -m bench.run_all
 
 clean:

@@ -44,6 +44,11 @@ BENCHMARKS = (
     Benchmark("bench_projector_replay", "Projector replay of 100,000 events through the broker"),
     Benchmark("bench_workers", "Worker pipeline vs. the raw engine", max_runs=2),
     Benchmark("bench_batching", "faster-whisper on long audio: batched vs. one window at a time"),
+    Benchmark(
+        "bench_decoding",
+        "Decoding choices on both engines: beam 1 vs. 5, temperature fallback off vs. on",
+        max_runs=1,
+    ),
     Benchmark("bench_system", "Whole system: priority latency and peak memory"),
 )
 

@@ -23,7 +23,10 @@ _FFMPEG_TIMEOUT_S = 120
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise RuntimeError(f"{name} is not installed (the Makefile's setup installs ffmpeg)")
+        raise RuntimeError(
+            f"{name} is not installed (the Makefile's setup installs ffmpeg; "
+            "apt-get install espeak-ng for synthetic speech)"
+        )
     return path
 
 
@@ -66,6 +69,24 @@ def repeat(source: Path, destination: Path, times: int) -> Path:
         str(source),
         destination=destination,
     )
+
+
+def speak(text: str, destination: Path, *, words_per_minute: int = 165) -> Path:
+    """`text` read by espeak-ng (US English), written as 16 kHz mono to `destination`."""
+    spoken = destination.with_name(destination.stem + ".espeak.wav")
+    result = subprocess.run(
+        [_tool("espeak-ng"), "-v", "en-us", "-s", str(words_per_minute), "-w", str(spoken), text],
+        capture_output=True,
+        text=True,
+        timeout=_FFMPEG_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"espeak-ng failed ({result.returncode}): {result.stderr.strip()}")
+    try:
+        return _ffmpeg_to_mono_16k("-i", str(spoken), destination=destination)
+    finally:
+        spoken.unlink(missing_ok=True)
 
 
 def duration_s(path: Path) -> float:
