@@ -1,10 +1,11 @@
 """Avro binary writers and readers specialised to one schema and its dataclass.
 
-fastavro interprets the parsed schema for every value and goes through a dict per record,
-which caps an encode plus decode of a ``TranscriptionRequested`` well below what a busy
-request topic needs. This module walks an event schema together with the event's type
-hints once and generates straight-line Python for it: field reads and writes in schema
-order, nested records inlined, enums and small varints from lookup tables. It follows the
+fastavro interprets the parsed schema for every value and goes through a dict per record;
+the projector, which decodes every event of every topic, spends about 12 % more CPU on a
+replay that way (docs/BENCHMARKS.md, issue 12). This module walks an event schema
+together with the event's type hints once and generates straight-line Python for it:
+field reads and writes in schema order, nested records inlined, enums and small varints
+from lookup tables. It follows the
 Avro 1.11 binary encoding (zig-zag varints, length-prefixed strings and bytes,
 little-endian IEEE floats, blocked arrays and maps, unions as a branch index).
 
