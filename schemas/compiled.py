@@ -5,9 +5,9 @@ the projector, which decodes every event of every topic, spends about 12 % more 
 replay that way (docs/BENCHMARKS.md, issue 12). This module walks an event schema
 together with the event's type hints once and generates straight-line Python for it:
 field reads and writes in schema order, nested records inlined, enums and small varints
-from lookup tables. It follows the
-Avro 1.11 binary encoding (zig-zag varints, length-prefixed strings and bytes,
-little-endian IEEE floats, blocked arrays and maps, unions as a branch index).
+from lookup tables. It follows the Avro 1.11 binary encoding (zig-zag varints,
+length-prefixed strings and bytes, little-endian IEEE floats, blocked arrays and maps,
+unions as a branch index).
 
 The generated code is only used where writer and reader schema are the same (the
 current version); schema resolution of older writers stays with fastavro. Types this
