@@ -11,8 +11,9 @@ does for such audio (its batched path, for longer audio, never falls back).
 Prints x real time (audio seconds per wall second) and word error rate per clip and
 choice, then per engine and choice over the synthetic and the real clips, and the load
 average (the machine may be shared). Run: `python -m bench.bench_decoding`.
-Options: `--engine NAME` (repeatable), `--repeats N` (times each clip is transcribed;
-the fastest counts).
+Options: `--engine NAME` and `--choice NAME` (repeatable: only those), `--repeats N`
+(times each clip is transcribed; the fastest counts, which steadies speed on a busy
+machine; WER with the fallback on varies between runs, since it samples).
 """
 
 from __future__ import annotations
@@ -115,11 +116,13 @@ def _quiet(_done: float, _total: float) -> None:
     return None
 
 
-def measure(model: Transcriber, engine: str, clips: list[Clip], repeats: int) -> list[Measured]:
+def measure(
+    model: Transcriber, engine: str, clips: list[Clip], choices: list[Choice], repeats: int
+) -> list[Measured]:
     # one warm-up, so the first timed clip does not pay for first-call set-up
     model.transcribe(clips[0].samples, TranscribeRequest(), _quiet)
     results = []
-    for choice in CHOICES:
+    for choice in choices:
         request = TranscribeRequest(decoding=choice.decoding)
         for clip in clips:
             best = float("inf")
@@ -138,18 +141,18 @@ def measure(model: Transcriber, engine: str, clips: list[Clip], repeats: int) ->
 def summarise(results: list[Measured]) -> list[Figure]:
     figures = []
     for engine in dict.fromkeys(r.engine for r in results):
-        for choice in CHOICES:
+        for choice in dict.fromkeys(r.choice for r in results):
             for kind in ("synthetic", "real"):
                 rows = [
                     r
                     for r in results
-                    if r.engine == engine and r.choice == choice.name and r.clip.kind == kind
+                    if r.engine == engine and r.choice == choice and r.clip.kind == kind
                 ]
                 audio_s = sum(r.clip.seconds for r in rows)
                 wall_s = sum(r.seconds for r in rows)
                 words = sum(len(r.clip.reference.split()) for r in rows)
                 errors = sum(r.wer * len(r.clip.reference.split()) for r in rows)
-                label = f"{engine}, {choice.name}, {kind} speech"
+                label = f"{engine}, {choice}, {kind} speech"
                 figures.append(Figure(f"{label}: speed", audio_s / wall_s, "x real time"))
                 figures.append(Figure(f"{label}: WER", 100 * errors / words, "%"))
     return figures
@@ -174,10 +177,12 @@ def print_tables(results: list[Measured], figures: list[Figure]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", action="append", choices=ENGINES, default=None)
+    parser.add_argument("--choice", action="append", choices=[c.name for c in CHOICES])
     parser.add_argument("--repeats", type=int, default=1)
     add_json_option(parser)
     args = parser.parse_args()
     engines = args.engine or list(ENGINES)
+    choices = [c for c in CHOICES if args.choice is None or c.name in args.choice]
     load_before = os.getloadavg()
     results: list[Measured] = []
     with tempfile.TemporaryDirectory(prefix="whisperstream-bench-decoding-") as tmp:
@@ -186,7 +191,7 @@ def main() -> int:
         for engine in engines:
             model = loader.load(loader.key_for(engine, "tiny.en"))
             try:
-                results += measure(model, engine, clips, args.repeats)
+                results += measure(model, engine, clips, choices, args.repeats)
             finally:
                 model.close()
     load_after = os.getloadavg()
