@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from producer_api.options import parse_idempotency_key, parse_options
+from producer_api.options import (
+    DEFAULT_BEAM_SIZE_TEXT,
+    OPTIONS_SCHEMA,
+    parse_idempotency_key,
+    parse_options,
+)
 from producer_api.problems import ProblemError
 from schemas.events import Priority, Task
+from stream_workers.engines.decoding import DEFAULT_BEAM_SIZE
 
 
 def test_defaults() -> None:
@@ -91,3 +97,8 @@ def test_idempotency_key() -> None:
     for bad in ("", "   ", "x" * 256, "a\nb"):
         with pytest.raises(ProblemError):
             parse_idempotency_key(bad)
+
+
+def test_the_openapi_text_names_the_workers_default_beam() -> None:
+    assert str(DEFAULT_BEAM_SIZE) == DEFAULT_BEAM_SIZE_TEXT
+    assert f"omitted: {DEFAULT_BEAM_SIZE}," in str(OPTIONS_SCHEMA["beam_size"])
