@@ -90,8 +90,16 @@ async def test_a_bad_form_value_is_a_422_naming_the_field(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("beam_size", 0), ("beam_size", 11), ("beam_size", True), ("temperature", 1.01)]
-    + [("temperature", -1), ("temperature", "warm"), ("vad_filter", 1), ("vad_filter", "x")],
+    [
+        ("beam_size", 0),
+        ("beam_size", 11),
+        ("beam_size", True),
+        ("temperature", 1.01),
+        ("temperature", -1),
+        ("temperature", "warm"),
+        ("vad_filter", 1),
+        ("vad_filter", "x"),
+    ],
 )
 async def test_a_bad_json_value_is_a_422_naming_the_field(
     api: Api, jfk_bytes: bytes, name: str, value: object
