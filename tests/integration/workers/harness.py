@@ -234,6 +234,9 @@ def worker_env(stack: RunningStack, settings: Settings, **extra: str) -> dict[st
         "WHISPER_CACHE_DIR": str(settings.whisperstream_state_dir / "models"),
         "WHISPER_CPU_THREADS": "2",
         "HEARTBEAT_INTERVAL_S": "1",
+        # group_assignment() reads aiokafka's group sync lines, which are INFO: other
+        # libraries' records below WARNING are only logged at DEBUG
+        "LOG_LEVEL": "DEBUG",
         **extra,
     }
 
