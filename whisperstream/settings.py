@@ -86,6 +86,49 @@ class Settings(BaseSettings):
         description="serve the projector's Prometheus metrics on this port; unset: off",
     )
 
+    # webhooks: the notifier (notifier/)
+    notifier_group_id: str = Field(default="whisperstream-notifier", min_length=1)
+    notifier_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve the notifier's Prometheus metrics on this port; unset: off",
+    )
+    webhook_concurrency: int = Field(
+        default=64, ge=1, le=4096, description="deliveries in flight at once, all receivers"
+    )
+    webhook_concurrency_per_host: int = Field(
+        default=8,
+        ge=1,
+        le=4096,
+        description="deliveries in flight to one host, so one slow receiver holds few slots",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="a delivery's whole time limit"
+    )
+    webhook_retry_schedule: str = Field(
+        default="5s,30s,2m,10m,30m,2h,6h,12h",
+        description="waits before each retry (s, m, h), comma-separated: 8 retries by default",
+    )
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="let callback URLs reach loopback, private and link-local addresses "
+        "(on-prem receivers, tests); cloud metadata addresses stay refused",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="whsec_ secret signing the callbacks of jobs whose owner is no API key "
+        "(WHISPERSTREAM_ADMIN_KEY, upstream producers); unset: those are not sent",
+    )
+    webhook_secret_grace_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="how long a rotated key's previous webhook secret also signs",
+    )
+    webhook_poll_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often the notifier looks for due retries"
+    )
+
     # the embedded local stack
     whisperstream_state_dir: Path = Field(default_factory=_default_state_dir)
     stack_postgres_port: int = Field(default=54329, ge=1, le=65535)
@@ -134,6 +177,12 @@ class Settings(BaseSettings):
             raise ValueError("a postgresql:// URL, e.g. postgresql://user:pw@127.0.0.1:5432/db")
         return value
 
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        parse_durations(value)
+        return value
+
     @model_validator(mode="after")
     def _pool_fits(self) -> Settings:
         if self.model_pool_size > self.model_pool_max_size:
@@ -175,6 +224,10 @@ class Settings(BaseSettings):
     def api_base_url(self) -> str:
         return self.whisperstream_api_url or f"http://{self.api_host}:{self.api_port}"
 
+    @property
+    def webhook_retry_delays_s(self) -> tuple[float, ...]:
+        return parse_durations(self.webhook_retry_schedule)
+
     def topic_for_priority(self, priority: str) -> str:
         """The request topic of a priority ("high" or "normal")."""
         return self.topic_requests_high if priority == "high" else self.topic_requests_normal
@@ -188,6 +241,27 @@ class Settings(BaseSettings):
             self.topic_dlq,
             self.topic_workers,
         )
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_durations(text: str) -> tuple[float, ...]:
+    """'5s,30s,2m' as seconds; an empty text is no retries at all."""
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        unit = "ms" if part.endswith("ms") else part[-1]
+        number = part[: -len(unit)] if unit in _DURATION_UNITS else part
+        try:
+            seconds = float(number) * _DURATION_UNITS.get(unit, 1.0)
+        except ValueError:
+            raise ValueError(f"durations like 5s, 2m, 1h, comma-separated; got {part!r}") from None
+        if not 0 <= seconds <= 7 * 86_400:
+            raise ValueError(f"a wait from 0 to 7 days, got {part!r}")
+        delays.append(seconds)
+    return tuple(delays)
 
 
 def _split_host_port(server: str) -> tuple[str, int]:
