@@ -57,7 +57,7 @@ async def submit_transcription(request: web.Request) -> web.Response:
         async with guard.lock(principal.owner, key):
             existing = await guard.existing(principal.owner, key)
             if existing is not None:
-                row = await _find(request, existing)
+                row = await find_job(request, existing)
                 return _accepted(str(existing), row.status if row else "pending", replayed=True)
             return await _submit(request, key)
     finally:
@@ -220,7 +220,7 @@ async def _submit_uri(request: web.Request, idempotency_key: str | None) -> web.
     return _accepted(job_id)
 
 
-def _job_id(request: web.Request) -> uuid.UUID:
+def job_id_of(request: web.Request) -> uuid.UUID:
     text = request.match_info["job_id"]
     try:
         return uuid.UUID(text)
@@ -228,7 +228,7 @@ def _job_id(request: web.Request) -> uuid.UUID:
         raise not_found(f"no job {text!r}") from None
 
 
-async def _find(request: web.Request, job_id: uuid.UUID) -> JobRow | None:
+async def find_job(request: web.Request, job_id: uuid.UUID) -> JobRow | None:
     principal = principal_of(request)
     engine = request.app[ENGINE_KEY]
     try:
@@ -249,8 +249,8 @@ async def get_transcription(request: web.Request) -> web.Response:
             slug="validation",
             errors=[],
         )
-    job_id = _job_id(request)
-    row = await _find(request, job_id)
+    job_id = job_id_of(request)
+    row = await find_job(request, job_id)
     if row is None:
         raise not_found(f"no job {job_id}")
     if fmt is None:
@@ -295,8 +295,8 @@ async def _result_document(request: web.Request, raw_uri: str) -> dict[str, Any]
 
 
 async def cancel_transcription(request: web.Request) -> web.Response:
-    job_id = _job_id(request)
-    row = await _find(request, job_id)
+    job_id = job_id_of(request)
+    row = await find_job(request, job_id)
     if row is None:
         raise not_found(f"no job {job_id}")
     if row.status in ("completed", "failed", "cancelled"):
