@@ -74,6 +74,34 @@ class Settings(BaseSettings):
     api_rate_limit_per_s: float = Field(default=200.0, gt=0)
     api_rate_limit_burst: int = Field(default=400, ge=1)
     api_kafka_delivery_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    api_events_keepalive_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="seconds between the keep-alive comments of an idle event stream",
+    )
+    api_events_client_queue: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="events an event stream may fall behind before it is dropped",
+    )
+    api_events_replay_events: int = Field(
+        default=20_000,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "recent status events each API process keeps for resuming streams "
+            "(older ones are read from Kafka)"
+        ),
+    )
+    whisperstream_openai_cancel_on_disconnect: bool = Field(
+        default=True,
+        description=(
+            "cancel the job of an OpenAI-compatible request whose client went away before "
+            "the result; false lets it finish"
+        ),
+    )
 
     # the projector (db/projector)
     projector_group_id: str = Field(default="whisperstream-projector", min_length=1)
