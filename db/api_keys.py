@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import api_keys_table
+from db.webhook_secrets import new_webhook_secret
 
 KEY_PREFIX = "wsk_"
 DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 6
@@ -62,6 +63,7 @@ async def create_api_key(
                 key_prefix=record.key_prefix,
                 is_admin=record.is_admin,
                 created_at=record.created_at,
+                webhook_secret=new_webhook_secret(),
             )
         )
     return plain, record

@@ -181,6 +181,61 @@ class ApiKey(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(TZ_TIMESTAMP)
     revoked_at: Mapped[datetime | None] = mapped_column(TZ_TIMESTAMP)
+    # Webhook signing secrets (whsec_...), kept in clear: signing needs them.  A rotation
+    # keeps the previous one valid until previous_webhook_secret_until; both sign meanwhile.
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
+    previous_webhook_secret: Mapped[str | None] = mapped_column(Text)
+    previous_webhook_secret_until: Mapped[datetime | None] = mapped_column(TZ_TIMESTAMP)
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver one terminal status event to one callback URL.
+
+    Not a projection: the notifier writes it (and ``replay --rebuild`` leaves it alone).
+    A ``pending`` row is an attempt not yet made, due at ``next_attempt_at``; the
+    outcome of an attempt is written into its row, and a retryable failure adds the next
+    attempt's ``pending`` row in the same transaction.  At most one ``succeeded`` row per
+    (event id, URL) can exist: the partial unique index is the never-twice guarantee's
+    last line, after the check made before each send.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    event_id: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TZ_TIMESTAMP)
+    locked_until: Mapped[datetime | None] = mapped_column(TZ_TIMESTAMP)
+    created_at: Mapped[datetime] = mapped_column(TZ_TIMESTAMP)
+    attempted_at: Mapped[datetime | None] = mapped_column(TZ_TIMESTAMP)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "url", "attempt"),
+        Index(
+            "uq_webhook_deliveries_succeeded",
+            "event_id",
+            "url",
+            unique=True,
+            postgresql_where=text("status = 'succeeded'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_job_id", "job_id"),
+        Index("ix_webhook_deliveries_status_created_at", "status", "created_at"),
+    )
 
 
 class ProjectorOffset(Base):
@@ -221,3 +276,4 @@ error_logs_table = cast(Table, ErrorLog.__table__)
 api_keys_table = cast(Table, ApiKey.__table__)
 projector_offsets_table = cast(Table, ProjectorOffset.__table__)
 projector_lag_table = cast(Table, ProjectorLag.__table__)
+webhook_deliveries_table = cast(Table, WebhookDelivery.__table__)
