@@ -261,7 +261,7 @@ async def get_transcription(request: web.Request) -> web.Response:
         )
     if row.result is None or row.result.result_uri is None:
         raise ProblemError(409, "Conflict", f"job {job_id} has no stored result", slug="no-result")
-    document = await _result_document(request, row.result.result_uri)
+    document = await result_document(request, row.result.result_uri)
     try:
         text = RENDERERS[fmt](document)
     except ResultDocumentError as exc:
@@ -272,7 +272,7 @@ async def get_transcription(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=content_type, charset="utf-8")
 
 
-async def _result_document(request: web.Request, raw_uri: str) -> dict[str, Any]:
+async def result_document(request: web.Request, raw_uri: str) -> dict[str, Any]:
     try:
         document = await asyncio.to_thread(request.app[STORE_KEY].get_json, S3Uri.parse(raw_uri))
     except (InvalidS3UriError, ObjectNotFoundError) as exc:
