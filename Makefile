@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # torch first, pinned: this version's CPU build is what the project is tested with
 TORCH_SPEC ?= torch==2.13.0
-PACKAGES := whisperstream producer_api stream_workers schemas storage db ops tests bench examples
+PACKAGES := whisperstream producer_api stream_workers schemas storage db ops notifier tests bench examples
 
 .PHONY: setup system-tools run test lint typecheck pytest bench clean
 

@@ -38,17 +38,13 @@ class SigningSecrets:
         return (self.current,) if self.previous is None else (self.current, self.previous)
 
 
-async def key_secret(engine: AsyncEngine, name: str) -> tuple[uuid.UUID, str] | None:
-    """The id and current webhook secret of the active key called ``name``."""
+async def webhook_secret_of(engine: AsyncEngine, key_id: uuid.UUID) -> str | None:
+    """The current webhook secret of the key ``key_id``."""
     table = api_keys_table
-    stmt = select(table.c.id, table.c.webhook_secret).where(
-        table.c.name == name, table.c.revoked_at.is_(None)
-    )
+    stmt = select(table.c.webhook_secret).where(table.c.id == key_id)
     async with engine.connect() as connection:
-        rows = (await connection.execute(stmt)).all()
-    if len(rows) != 1 or rows[0].webhook_secret is None:
-        return None
-    return rows[0].id, rows[0].webhook_secret
+        secret: str | None = await connection.scalar(stmt)
+    return secret
 
 
 async def rotate_webhook_secret(

@@ -6,7 +6,14 @@ import sys
 
 import typer
 
-from whisperstream.cli import client_cmds, dlq_cmds, keys_cmds, stack_cmds, topics_cmds
+from whisperstream.cli import (
+    client_cmds,
+    dlq_cmds,
+    keys_cmds,
+    stack_cmds,
+    topics_cmds,
+    webhook_cmds,
+)
 from whisperstream.cli.backfill_cmd import backfill_cmd
 from whisperstream.cli.common import err_console, settings_for
 from whisperstream.cli.projector_cmds import projector, replay
@@ -25,8 +32,10 @@ app.add_typer(stack_cmds.app, name="stack")
 app.add_typer(topics_cmds.app, name="topics")
 app.add_typer(dlq_cmds.app, name="dlq")
 app.add_typer(keys_cmds.app, name="keys")
+app.add_typer(webhook_cmds.app, name="webhooks")
 app.command(name="up")(up)
 app.command(name="projector")(projector)
+app.command(name="notifier")(webhook_cmds.notifier)
 app.command(name="replay")(replay)
 app.command(name="tail")(tail_cmd)
 app.command(name="backfill")(backfill_cmd)

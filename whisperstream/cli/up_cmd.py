@@ -28,6 +28,7 @@ SERVICE_COMMANDS = (
     ("api", "producer_api.app"),
     ("worker", "stream_workers.app"),
     ("projector", "db.projector"),
+    ("notifier", "notifier.service"),
 )
 
 

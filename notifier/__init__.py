@@ -1,0 +1,1 @@
+"""The notifier: signed, retried webhook deliveries of terminal job statuses."""
