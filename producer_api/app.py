@@ -40,6 +40,7 @@ from producer_api.submission import IdempotencyGuard, Publisher
 from schemas.codec import EventCodec
 from storage.s3 import ObjectStore
 from whisperstream.kafka_producer import KafkaProducer
+from whisperstream.kafka_security import KafkaConnection
 from whisperstream.settings import Settings
 
 __all__ = ["SETTINGS_KEY", "build_operations", "create_app"]
@@ -83,7 +84,7 @@ def create_app(
         options.update(producer_options or {})
         producer = KafkaProducer.from_settings(settings, client_id="whisperstream-api", **options)
         heartbeats = HeartbeatMonitor(
-            settings.kafka_bootstrap_servers, settings.topic_workers, codec
+            KafkaConnection.from_settings(settings), settings.topic_workers, codec
         )
         admin_key = settings.whisperstream_admin_key
         app[CODEC_KEY] = codec

@@ -16,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.events import WorkerHeartbeat
+from whisperstream.kafka_security import KafkaConnection, as_connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +31,18 @@ class HeartbeatSnapshot:
 
 class HeartbeatMonitor:
     def __init__(
-        self, bootstrap_servers: str, topic: str, codec: EventCodec, live_window_s: float = 60.0
+        self,
+        kafka: KafkaConnection | str,
+        topic: str,
+        codec: EventCodec,
+        live_window_s: float = 60.0,
     ) -> None:
-        self._config = {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"whisperstream-api-heartbeats-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-        }
+        self._config = as_connection(kafka).client_config(
+            **{
+                "group.id": f"whisperstream-api-heartbeats-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+            }
+        )
         self._topic = topic
         self._codec = codec
         self._window = timedelta(seconds=live_window_s)

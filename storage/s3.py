@@ -56,8 +56,13 @@ class ObjectStore:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 120.0,
         retries: int = 2,
+        ca_file: Path | None = None,
+        verify_tls: bool = True,
     ) -> None:
+        # an https endpoint's certificate is checked against ca_file, else the system CAs
         self._http = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED" if verify_tls else "CERT_NONE",
+            ca_certs=str(ca_file) if ca_file is not None else None,
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             maxsize=16,
             retries=urllib3.Retry(
@@ -82,6 +87,8 @@ class ObjectStore:
             secret_key=settings.s3_secret_key.get_secret_value(),
             region=settings.s3_region,
             secure=settings.s3_secure,
+            ca_file=settings.s3_ca_file,
+            verify_tls=settings.s3_verify_tls,
             **options,
         )
 

@@ -17,6 +17,7 @@ import faust
 from schemas.events import SourcePosition
 from stream_workers.errors import WorkerStoppingError
 from stream_workers.service import WorkerService
+from whisperstream.kafka_security import faust_broker_credentials
 
 AgentFun = Callable[[Any], Coroutine[Any, Any, None]]
 
@@ -31,6 +32,7 @@ def build_app(service: WorkerService) -> Any:
     app = faust.App(
         app_id(service),
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker_credentials=faust_broker_credentials(settings),
         store="memory://",
         autodiscover=False,
         web_enabled=False,

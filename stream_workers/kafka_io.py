@@ -19,6 +19,7 @@ from schemas.events import CancelRequested, Event, SourcePosition
 from stream_workers.dead_letters import undecodable_dead_letter
 from stream_workers.errors import TransientJobError
 from whisperstream.kafka_producer import KafkaProducer, PublishError
+from whisperstream.kafka_security import KafkaConnection, as_connection
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ class KafkaUnavailableError(TransientJobError):
 class KafkaPublisher:
     """Publishes events, encoded, through the shared idempotent :class:`KafkaProducer`."""
 
-    def __init__(self, bootstrap: str, codec: EventCodec, *, client_id: str) -> None:
+    def __init__(self, kafka: KafkaConnection | str, codec: EventCodec, *, client_id: str) -> None:
         self._codec = codec
         # A worker's events may wait out a short broker outage: a minute, then a retry.
         self._producer = KafkaProducer(
-            bootstrap, client_id=client_id, delivery_timeout_s=_DELIVERY_TIMEOUT_S
+            kafka, client_id=client_id, delivery_timeout_s=_DELIVERY_TIMEOUT_S
         )
 
     @property
@@ -95,7 +96,7 @@ class ControlReader:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection | str,
         topic: str,
         *,
         codec: EventCodec,
@@ -109,14 +110,15 @@ class ControlReader:
         self._publisher = publisher
         self._dlq_topic = dlq_topic
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"whisperstream-control-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 500,
-                "auto.offset.reset": "earliest",
-            }
+            as_connection(kafka).client_config(
+                **{
+                    "group.id": f"whisperstream-control-{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 500,
+                    "auto.offset.reset": "earliest",
+                }
+            )
         )
         self._stop = threading.Event()
         self.caught_up = threading.Event()

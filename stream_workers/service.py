@@ -37,6 +37,7 @@ from stream_workers.models.catalog import ModelCatalog
 from stream_workers.pool import ModelPool
 from stream_workers.prefetch import Prefetch, Prefetcher
 from stream_workers.scheduler import SlotScheduler
+from whisperstream.kafka_security import KafkaConnection
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,13 @@ class WorkerService:
         self.codec = EventCodec()
         self._closers.append(self.codec.close)
         self.publisher = KafkaPublisher(
-            settings.kafka_bootstrap_servers, self.codec, client_id=self.worker_id
+            KafkaConnection.from_settings(settings), self.codec, client_id=self.worker_id
         )
         await self.publisher.start()
         self._closers.append(self.publisher.close)
         self.cancels = CancelRegistry()
         self.control = ControlReader(
-            settings.kafka_bootstrap_servers,
+            KafkaConnection.from_settings(settings),
             settings.topic_control,
             codec=self.codec,
             registry=self.cancels,

@@ -22,6 +22,7 @@ from typing import Any, Self
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from whisperstream.errors import WhisperstreamError
+from whisperstream.kafka_security import KafkaConnection, as_connection
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class KafkaProducer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection | str,
         *,
         delivery_timeout_s: float = 10.0,
         client_id: str = "whisperstream",
@@ -65,18 +66,19 @@ class KafkaProducer:
         if delivery_timeout_s <= 0:
             raise ValueError(f"delivery_timeout_s must be positive, got {delivery_timeout_s}")
         self._delivery_timeout_s = delivery_timeout_s
-        self._config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
-            "client.id": client_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 2,
-            "delivery.timeout.ms": int(delivery_timeout_s * 1000),
-            # librdkafka's own log lines go to Python logging instead of raw stderr
-            "logger": logging.getLogger("whisperstream.kafka"),
-            "request.timeout.ms": max(1000, min(30000, int(delivery_timeout_s * 1000))),
-            **(config or {}),
-        }
+        self._config: dict[str, Any] = as_connection(kafka).client_config(
+            **{
+                "client.id": client_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+                # librdkafka's own log lines go to Python logging instead of raw stderr
+                "logger": logging.getLogger("whisperstream.kafka"),
+                "request.timeout.ms": max(1000, min(30000, int(delivery_timeout_s * 1000))),
+                **(config or {}),
+            }
+        )
         self._producer: Producer | None = None
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -87,7 +89,7 @@ class KafkaProducer:
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> KafkaProducer:
-        return cls(settings.kafka_bootstrap_servers, **options)
+        return cls(KafkaConnection.from_settings(settings), **options)
 
     @property
     def delivery_timeout_s(self) -> float:

@@ -7,10 +7,11 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from whisperstream.errors import SettingsError
+from whisperstream.transport_security import check_transport_security
 
 Engine = Literal["faster-whisper", "openai-whisper"]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -36,6 +37,27 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr = SecretStr("whisperstream-secret")
     s3_region: str = "us-east-1"
     schema_registry_url: str | None = None
+
+    # production transport security (docs/deploy.md); every Kafka client we build gets
+    # these, confluent-kafka and Faust's aiokafka alike (whisperstream/kafka_security.py)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how every Kafka client talks to the brokers"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism; required with a SASL_* protocol"
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: FilePath | None = Field(
+        default=None,
+        description="PEM CA bundle for the brokers' certificates; unset: the system CAs",
+    )
+    s3_ca_file: FilePath | None = Field(
+        default=None, description="PEM CA bundle for an https S3_ENDPOINT; unset: system CAs"
+    )
+    s3_verify_tls: bool = Field(
+        default=True, description="false skips certificate checks of an https S3 (tests only)"
+    )
 
     # buckets
     audio_bucket: str = "audio"
@@ -210,6 +232,11 @@ class Settings(BaseSettings):
     def _schedule_parses(cls, value: str) -> str:
         parse_durations(value)
         return value
+
+    @model_validator(mode="after")
+    def _transport_security_fits(self) -> Settings:
+        check_transport_security(self)
+        return self
 
     @model_validator(mode="after")
     def _pool_fits(self) -> Settings:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from whisperstream.kafka_security import KafkaConnection, librdkafka_security
 from whisperstream.settings import Settings
 
 # Tansu takes about session.timeout.ms / 2 to complete a group join (docs/architecture.md).
@@ -18,6 +20,8 @@ class ProjectorConfig:
     topics: tuple[str, ...]
     batch_max_events: int = 1000
     batch_max_ms: int = 200
+    # librdkafka's security properties (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, ...)
+    security: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProjectorConfig:
@@ -27,11 +31,17 @@ class ProjectorConfig:
             topics=projected_topics(settings),
             batch_max_events=settings.projector_batch_max_events,
             batch_max_ms=settings.projector_batch_max_ms,
+            security=librdkafka_security(settings),
         )
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaConnection(self.bootstrap_servers, self.security)
 
     def consumer_config(self, **overrides: Any) -> dict[str, Any]:
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
+            **self.security,
             "group.id": self.group_id,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "enable.auto.commit": False,

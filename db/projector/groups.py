@@ -11,6 +11,7 @@ from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from db.errors import ProjectorGroupActiveError
+from whisperstream.kafka_security import KafkaConnection, as_connection
 
 _ACTIVE = frozenset(
     {
@@ -21,9 +22,11 @@ _ACTIVE = frozenset(
 )
 
 
-def ensure_group_inactive(bootstrap_servers: str, group_id: str, timeout_s: float = 15) -> None:
+def ensure_group_inactive(
+    kafka: KafkaConnection | str, group_id: str, timeout_s: float = 15
+) -> None:
     """Raise :class:`ProjectorGroupActiveError` if ``group_id`` has (or may have) members."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(as_connection(kafka).client_config())
     future = admin.describe_consumer_groups([group_id], request_timeout=timeout_s)[group_id]
     try:
         description = future.result(timeout=timeout_s)

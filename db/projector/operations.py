@@ -25,7 +25,7 @@ def run_rebuild(settings: Settings) -> RebuildReport:
 
 async def _rebuild(settings: Settings) -> RebuildReport:
     config = ProjectorConfig.from_settings(settings)
-    check = partial(ensure_group_inactive, config.bootstrap_servers, config.group_id)
+    check = partial(ensure_group_inactive, config.kafka, config.group_id)
     engine = create_engine(settings.effective_database_url)
     try:
         with EventCodec(settings.schema_registry_url) as codec:
@@ -37,7 +37,7 @@ async def _rebuild(settings: Settings) -> RebuildReport:
 def reset_to_time(settings: Settings, when: datetime) -> dict[Position, int]:
     """Store, for each partition, the first offset at or after ``when``."""
     config = ProjectorConfig.from_settings(settings)
-    ensure_group_inactive(config.bootstrap_servers, config.group_id)
+    ensure_group_inactive(config.kafka, config.group_id)
 
     async def reset() -> dict[Position, int]:
         offsets = await offsets_at_time(config, when)
@@ -50,7 +50,7 @@ def reset_to_time(settings: Settings, when: datetime) -> dict[Position, int]:
 def reset_to_offsets(settings: Settings, spec: str) -> dict[Position, int]:
     """Store the offsets ``spec`` names (see :func:`parse_offsets`)."""
     config = ProjectorConfig.from_settings(settings)
-    ensure_group_inactive(config.bootstrap_servers, config.group_id)
+    ensure_group_inactive(config.kafka, config.group_id)
     offsets = parse_offsets(spec, projected_partitions(config))
     asyncio.run(_write(settings, config.group_id, offsets))
     return offsets

@@ -13,11 +13,13 @@ from collections.abc import Iterable
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
+from whisperstream.kafka_security import KafkaConnection, as_connection
+
 Partition = tuple[str, int]
 
 
 def high_watermarks(
-    bootstrap: str, partitions: Iterable[Partition], timeout: float = 10.0
+    kafka: KafkaConnection | str, partitions: Iterable[Partition], timeout: float = 10.0
 ) -> dict[Partition, int | None]:
     """The high watermark (next offset to be written) of each partition.
 
@@ -28,13 +30,14 @@ def high_watermarks(
     if not wanted:
         return {}
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"_whisperstream.offsets.{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "max.partition.fetch.bytes": 1024,
-        }
+        as_connection(kafka).client_config(
+            **{
+                "group.id": f"_whisperstream.offsets.{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "max.partition.fetch.bytes": 1024,
+            }
+        )
     )
     try:
         consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in wanted])

@@ -15,6 +15,7 @@ from ops.kafka.offsets import Partition, high_watermarks
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.plain import to_plain
+from whisperstream.kafka_security import KafkaConnection
 from whisperstream.settings import Settings
 
 # short names operators can type instead of full topic names
@@ -94,20 +95,18 @@ def tail(
 
     Stops after `max_records`, or after `idle_timeout` seconds without a record.
     """
-    bootstrap = settings.kafka_bootstrap_servers
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    kafka = KafkaConnection.from_settings(settings)
+    metadata = AdminClient(kafka.client_config()).list_topics(topic, timeout=10)
     partitions = sorted(metadata.topics[topic].partitions)
     if from_beginning:
         starts = dict.fromkeys(partitions, 0)
     else:
-        ends = high_watermarks(bootstrap, [(topic, p) for p in partitions])
+        ends = high_watermarks(kafka, [(topic, p) for p in partitions])
         starts = start_offsets(ends, topic, partitions)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"_whisperstream.tail.{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
+        kafka.client_config(
+            **{"group.id": f"_whisperstream.tail.{uuid.uuid4().hex}", "enable.auto.commit": False}
+        )
     )
     seen = 0
     try:

@@ -11,6 +11,7 @@ from rich.table import Table
 from ops.kafka.offsets import Partition, high_watermarks
 from ops.kafka.topics import apply_topics, default_topic_specs
 from whisperstream.cli.common import console, settings_for
+from whisperstream.kafka_security import KafkaConnection
 
 app = typer.Typer(help="Kafka topics as code.", no_args_is_help=True)
 
@@ -19,7 +20,7 @@ app = typer.Typer(help="Kafka topics as code.", no_args_is_help=True)
 def apply_cmd() -> None:
     """Create missing topics; report differences on existing ones."""
     settings = settings_for()
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(KafkaConnection.from_settings(settings).client_config())
     report = apply_topics(admin, default_topic_specs(settings))
     for name in report.created:
         console.print(f"created   {name}")
@@ -33,10 +34,10 @@ def apply_cmd() -> None:
 def list_cmd() -> None:
     """Show each topic with its partitions and end offsets."""
     settings = settings_for()
-    bootstrap = settings.kafka_bootstrap_servers
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    kafka = KafkaConnection.from_settings(settings)
+    metadata = AdminClient(kafka.client_config()).list_topics(timeout=10)
     layout = {name: sorted(meta.partitions) for name, meta in metadata.topics.items()}
-    ends = high_watermarks(bootstrap, [(t, p) for t, parts in layout.items() for p in parts])
+    ends = high_watermarks(kafka, [(t, p) for t, parts in layout.items() for p in parts])
     table = Table("topic", "partitions", "end offsets")
     for name in sorted(layout):
         table.add_row(name, str(len(layout[name])), end_offsets_text(ends, name, layout[name]))

@@ -14,6 +14,7 @@ from minio import Minio
 
 from ops.kafka.topics import apply_topics, default_topic_specs
 from whisperstream.errors import StackError
+from whisperstream.kafka_security import KafkaConnection
 from whisperstream.settings import Settings, is_loopback
 from whisperstream.stack import processes
 from whisperstream.stack.ports import require_free
@@ -261,7 +262,7 @@ class LocalStack:
         _migrate(self.settings.effective_database_url)
 
     def _prepare_broker(self) -> None:
-        bootstrap = self.settings.kafka_bootstrap_servers
+        bootstrap = KafkaConnection.from_settings(self.settings)
         check_kafka(bootstrap)
         apply_topics(
             AdminClient(kafka_client_config(bootstrap)), default_topic_specs(self.settings)
@@ -291,7 +292,7 @@ class LocalStack:
         checks: dict[str, Callable[[], None]] = {
             "s3": lambda: check_s3(self._s3(), self.settings.results_bucket),
             "postgres": lambda: check_postgres(self.settings.effective_database_url, 2),
-            "broker": lambda: check_kafka(self.settings.kafka_bootstrap_servers, 5),
+            "broker": lambda: check_kafka(KafkaConnection.from_settings(self.settings), 5),
         }
         services = []
         for name in SERVICES:

@@ -19,19 +19,18 @@ from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
 from whisperstream.errors import StackError
+from whisperstream.kafka_security import KafkaConnection, as_connection
 
 READINESS_TOPIC = "_whisperstream.readiness"
 READINESS_KEY = "_whisperstream/readiness"
 
 
-def kafka_client_config(bootstrap: str, **extra: object) -> dict[str, Any]:
+def kafka_client_config(kafka: KafkaConnection | str, **extra: object) -> dict[str, Any]:
     """librdkafka settings with its log lines sent to Python logging, not to stderr
     (where they would fill the terminal of `whisperstream up` while the broker is away)."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "logger": logging.getLogger("whisperstream.stack.kafka"),
-        **extra,
-    }
+    return as_connection(kafka).client_config(
+        logger=logging.getLogger("whisperstream.stack.kafka"), **extra
+    )
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def timed(name: str, check: Callable[[], None]) -> CheckResult:
     )
 
 
-def check_kafka(bootstrap: str, timeout: float = 10.0) -> None:
+def check_kafka(bootstrap: KafkaConnection | str, timeout: float = 10.0) -> None:
     """Produce a unique record with acks=all and read that very record back."""
     admin = AdminClient(kafka_client_config(bootstrap, **{"socket.timeout.ms": 3000}))
     metadata = admin.list_topics(timeout=timeout)
