@@ -35,7 +35,13 @@ class RefusedAddressError(OSError):
 
 
 def address_refusal(address: str, *, allow_private: bool) -> str | None:
-    """Why ``address`` may not be reached, or None if it may."""
+    """Why ``address`` may not be reached ("10.0.0.1 is a private address"), or None."""
+    kind = refused_kind(address, allow_private=allow_private)
+    return None if kind is None else f"{address} is {kind}"
+
+
+def refused_kind(address: str, *, allow_private: bool) -> str | None:
+    """What kind of refused address ``address`` is ("a private address"), or None."""
     ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -53,7 +59,7 @@ def address_refusal(address: str, *, allow_private: bool) -> str | None:
         )
     for kind, flag in kinds:
         if flag:
-            return f"{ip} is {kind} address"
+            return f"{kind} address"
     return None
 
 
@@ -87,9 +93,9 @@ async def url_refusal(url: str, *, allow_private: bool) -> str | None:
     except (OSError, UnicodeError) as exc:
         return f"its host {host!r} does not resolve ({exc})"
     for *_, sockaddr in infos:
-        refusal = address_refusal(str(sockaddr[0]), allow_private=allow_private)
-        if refusal is not None:
-            return f"its host {host!r} resolves to {refusal.split(' ', 1)[0]}: {refusal}"
+        kind = refused_kind(str(sockaddr[0]), allow_private=allow_private)
+        if kind is not None:
+            return f"its host {host!r} resolves to {sockaddr[0]}, {kind}"
     return None
 
 

@@ -64,7 +64,13 @@ OPTIONS_SCHEMA: dict[str, object] = {
     "task": {"type": "string", "enum": [t.value for t in Task], "default": "transcribe"},
     "initial_prompt": {"type": "string", "maxLength": MAX_PROMPT},
     "word_timestamps": {"type": "boolean", "default": False},
-    "callback_url": {"type": "string", "format": "uri", "description": "stored for now"},
+    "callback_url": {
+        "type": "string",
+        "format": "uri",
+        "description": "POSTed a signed JSON callback (Standard Webhooks) when the job "
+        "completes, fails or is cancelled; a host that resolves to a private, loopback or "
+        "metadata address is refused",
+    },
     "beam_size": {
         "type": "integer",
         "minimum": BEAM_SIZES.start,

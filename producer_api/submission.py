@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.api_support import apply_now, find_idempotent_job, insert_new_job
 from db.fold import JobEvent
+from notifier.addresses import url_refusal
 from producer_api.auth import Principal
 from producer_api.metrics import ApiMetrics
 from producer_api.options import SubmitOptions
-from producer_api.problems import ProblemError
+from producer_api.problems import ProblemError, validation_error
 from schemas.codec import EventCodec
 from schemas.events import (
     AudioRef,
@@ -101,6 +102,15 @@ class Publisher:
         options: SubmitOptions,
         idempotency_key: str | None,
     ) -> None:
+        if options.callback_url is not None:
+            # SSRF: refused now if its host resolves to a private address; the notifier
+            # checks again at each delivery, since DNS can change
+            refusal = await url_refusal(
+                options.callback_url,
+                allow_private=self.settings.webhook_allow_private_networks,
+            )
+            if refusal is not None:
+                raise validation_error("callback_url", f"refused: {refusal}")
         event = TranscriptionRequested(
             event_id=new_event_id(),
             job_id=job_id,
