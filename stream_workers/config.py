@@ -24,7 +24,13 @@ class WorkerTuning(BaseSettings):
     whisper_device: Literal["cpu", "cuda"] = "cpu"
     # 0: the CPUs this process may use, shared out between the WORKER_CONCURRENCY slots
     whisper_cpu_threads: int = Field(default=0, ge=0, le=256)
+    # windows per batched model call: of one long file, and of many jobs (batching.py)
     whisper_batch_size: int = Field(default=8, ge=1, le=64)
+    # how long a lane waits for more windows while some job's audio is still on its way
+    batch_wait_ms: float = Field(default=50.0, ge=0, le=10_000)
+    # jobs in progress at once while batching (WHISPER_BATCH_SIZE > 1); unset: twice
+    # WHISPER_BATCH_SIZE. Bounds the decoded audio held in memory.
+    batch_max_jobs: int | None = Field(default=None, ge=1, le=1024)
     whisper_cache_dir: Path | None = None
     # engines whose models run in a child process each (comma separated; empty: none).
     # openai-whisper's Python decoding loop runs faster away from the worker's threads.
@@ -59,6 +65,14 @@ class WorkerTuning(BaseSettings):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     session_timeout_s: float = Field(default=6.0, gt=0)
+
+    @property
+    def batching(self) -> bool:
+        return self.whisper_batch_size > 1
+
+    @property
+    def job_slots_when_batching(self) -> int:
+        return self.batch_max_jobs or 2 * self.whisper_batch_size
 
     @property
     def process_engines(self) -> frozenset[str]:

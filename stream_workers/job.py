@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import random
@@ -31,6 +32,7 @@ from schemas.events import (
 )
 from storage.keys import S3Uri, result_uri
 from stream_workers import audio
+from stream_workers.batching import BatchGroup, WindowBatcher, batch_group
 from stream_workers.config import WorkerTuning
 from stream_workers.engines.base import (
     SAMPLE_RATE,
@@ -47,6 +49,7 @@ from stream_workers.pool import ModelPool
 from stream_workers.ports import CancelView, EventPublisher, ObjectStorage
 from stream_workers.prefetch import Prefetch, audio_file_name
 from stream_workers.results import result_document, summary_of
+from stream_workers.scheduler import SlotScheduler
 from stream_workers.status import StatusEmitter
 from whisperstream.logs import activity_logger, job_log_context
 from whisperstream.settings import Settings
@@ -139,7 +142,12 @@ class JobRunner:
         executor: concurrent.futures.Executor,
         workdir: Path,
         rng: random.Random | None = None,
+        batcher: WindowBatcher | None = None,
+        engine_slots: SlotScheduler | None = None,
     ) -> None:
+        """`batcher`: batch compatible jobs' windows together (None: every job alone).
+        `engine_slots`: what a job that runs alone waits for, by priority, when the
+        worker's job slots no longer bound how many use a model at once (batching on)."""
         self._settings = settings
         self._tuning = tuning
         self._worker_id = worker_id
@@ -151,6 +159,8 @@ class JobRunner:
         self._executor = executor
         self._workdir = workdir
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._batcher = batcher
+        self._engine_slots = engine_slots
         self.transcriptions = 0
 
     async def run(self, delivery: Delivery, prefetch: Prefetch | None = None) -> Outcome:
@@ -216,22 +226,38 @@ class JobRunner:
         started_at = utc_now()
         status.emit_nowait(JobStatus.PROCESSING)
         max_seconds = self._tuning.max_audio_duration_s
-        fetched = await prefetch.result() if prefetch is not None else None
-        phases.mark("prefetch-wait" if fetched is not None else "start")
+        group = self._batch_group(request, key)
+        # a lane waits (briefly) for a batchable job whose audio is still on its way
+        incoming = (
+            self._batcher.incoming()
+            if self._batcher is not None and group is not None
+            else contextlib.nullcontext()
+        )
         with tempfile.TemporaryDirectory(dir=self._workdir, prefix="job-") as folder:
-            workdir = Path(folder)
-            decoded = fetched.decoded if fetched is not None else None
-            if decoded is None:
-                if fetched is None:
-                    source = S3Uri.parse(request.audio.uri)
-                    path = workdir / audio_file_name(source)
-                    await asyncio.to_thread(self._store.download_to, source, path)
-                    phases.mark("download")
-                else:
-                    path = fetched.path
-                decoded = await asyncio.to_thread(audio.prepare, path, workdir, max_seconds)
-                phases.mark("decode")
-            result, used = await self._run_engine(request, key, decoded.samples, status)
+            with incoming:
+                fetched = await prefetch.result() if prefetch is not None else None
+                phases.mark("prefetch-wait" if fetched is not None else "start")
+                workdir = Path(folder)
+                decoded = fetched.decoded if fetched is not None else None
+                if decoded is None:
+                    if fetched is None:
+                        source = S3Uri.parse(request.audio.uri)
+                        path = workdir / audio_file_name(source)
+                        await asyncio.to_thread(self._store.download_to, source, path)
+                        phases.mark("download")
+                    else:
+                        path = fetched.path
+                    decoded = await asyncio.to_thread(audio.prepare, path, workdir, max_seconds)
+                    phases.mark("decode")
+            if self._batcher is not None and group is not None:
+                result, used = await self._run_batched(
+                    self._batcher, request, group, decoded.samples, status
+                )
+            elif self._engine_slots is not None:
+                async with await self._engine_slots.acquire(request.priority):
+                    result, used = await self._run_engine(request, key, decoded.samples, status)
+            else:
+                result, used = await self._run_engine(request, key, decoded.samples, status)
             phases.mark("engine")
         duration = decoded.duration
         document = result_document(request.job_id, result, used)
@@ -263,6 +289,66 @@ class JobRunner:
         )
         return Outcome.COMPLETED
 
+    def _batch_group(self, request: TranscriptionRequested, key: ModelKey) -> BatchGroup | None:
+        if self._batcher is None or self._batcher.batch_size < 2:
+            return None
+        return batch_group(key, request.language, request.task, Decoding.of(request.options))
+
+    def _progress(
+        self, request: TranscriptionRequested, status: StatusEmitter, soft_s: float
+    ) -> tuple[_Progress, Callable[[], None]]:
+        """The job's progress callback, and what to call once its engine phase has ended."""
+        loop = asyncio.get_running_loop()
+        engine_done = False
+
+        def report_on_loop(fraction: float) -> None:
+            # A thread past its hard limit may still report: nothing after the engine phase
+            # ended may be sent, or it could follow the job's terminal event.
+            if not engine_done:
+                status.emit_nowait(JobStatus.PROCESSING, progress=fraction)
+
+        def report(fraction: float) -> None:  # on the engine's thread, or the loop's
+            loop.call_soon_threadsafe(report_on_loop, fraction)
+
+        def ended() -> None:
+            nonlocal engine_done
+            engine_done = True
+
+        progress = _Progress(
+            request.job_id, self._cancels, time.monotonic() + soft_s, self._tuning, report
+        )
+        return progress, ended
+
+    async def _run_batched(
+        self,
+        batcher: WindowBatcher,
+        request: TranscriptionRequested,
+        group: BatchGroup,
+        samples: Samples,
+        status: StatusEmitter,
+    ) -> tuple[TranscriptResult, ModelKey]:
+        duration = len(samples) / SAMPLE_RATE
+        limits = time_limits(duration, self._tuning)
+        progress, ended = self._progress(request, status, limits.soft_s)
+        try:
+            return await asyncio.wait_for(
+                batcher.transcribe(
+                    group,
+                    request.priority,
+                    samples,
+                    vad_filter=request.options.vad_filter,
+                    on_progress=progress,
+                ),
+                limits.hard_s,
+            )
+        except TimeoutError:
+            # the job's windows left the queue; a batch already running ends without it
+            raise TimeLimitExceededError(
+                f"hard time limit of {limits.hard_s:.0f}s reached for {duration:.0f}s of audio"
+            ) from None
+        finally:
+            ended()
+
     async def _run_engine(
         self,
         request: TranscriptionRequested,
@@ -273,20 +359,7 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         duration = len(samples) / SAMPLE_RATE
         limits = time_limits(duration, self._tuning)
-        engine_done = False
-
-        def report_on_loop(fraction: float) -> None:
-            # A thread past its hard limit may still report: nothing after the engine phase
-            # ended may be sent, or it could follow the job's terminal event.
-            if not engine_done:
-                status.emit_nowait(JobStatus.PROCESSING, progress=fraction)
-
-        def report(fraction: float) -> None:  # on the engine's thread
-            loop.call_soon_threadsafe(report_on_loop, fraction)
-
-        progress = _Progress(
-            request.job_id, self._cancels, time.monotonic() + limits.soft_s, self._tuning, report
-        )
+        progress, ended = self._progress(request, status, limits.soft_s)
         engine_request = TranscribeRequest(
             request.language, request.task, Decoding.of(request.options)
         )
@@ -308,7 +381,7 @@ class JobRunner:
                 f"hard time limit of {limits.hard_s:.0f}s reached for {duration:.0f}s of audio"
             ) from None
         finally:
-            engine_done = True
+            ended()
 
     async def _failed(
         self, delivery: Delivery, status: StatusEmitter, exc: Exception, elapsed: float

@@ -22,6 +22,7 @@ from schemas.events import SourcePosition, TranscriptionRequested, WorkerHeartbe
 from storage.errors import InvalidS3UriError
 from storage.keys import S3Uri
 from storage.s3 import ObjectStore
+from stream_workers.batching import WindowBatcher
 from stream_workers.config import WorkerTuning, default_cpu_threads
 from stream_workers.dead_letters import undecodable_dead_letter
 from stream_workers.engines.loader import EngineLoader
@@ -139,7 +140,24 @@ class WorkerService:
                 settings.model_pool_size,
                 tuning.model_acquire_timeout_s,
             )
-        self.scheduler = SlotScheduler(settings.worker_concurrency)
+        engine_slots = None
+        self.batcher = None
+        job_slots = settings.worker_concurrency
+        if tuning.batching:
+            # Jobs whose windows batch together must be in progress together: the job slots
+            # grow to BATCH_MAX_JOBS, and a job that runs alone waits for one of the
+            # WORKER_CONCURRENCY engine slots instead (by priority, as before).
+            self.batcher = WindowBatcher(
+                self.pool,
+                self.executor,
+                batch_size=tuning.whisper_batch_size,
+                wait_s=tuning.batch_wait_ms / 1000,
+                acquire_timeout_s=tuning.model_acquire_timeout_s,
+            )
+            self._closers.append(self.batcher.close)
+            engine_slots = SlotScheduler(settings.worker_concurrency)
+            job_slots = max(job_slots, tuning.job_slots_when_batching)
+        self.scheduler = SlotScheduler(job_slots)
         prefetch_jobs = tuning.prefetch_jobs
         self.prefetcher = Prefetcher(
             self.store,
@@ -158,13 +176,16 @@ class WorkerService:
             cancels=self.cancels,
             executor=self.executor,
             workdir=self.workdir,
+            batcher=self.batcher,
+            engine_slots=engine_slots,
         )
         self._spawn_background(self._heartbeats())
         log.info(
-            "worker %s ready: %d slot(s), %d CPU thread(s) per model, pool %s",
+            "worker %s ready: %d slot(s), %d CPU thread(s) per model, batches of %d, pool %s",
             self.worker_id,
-            settings.worker_concurrency,
+            job_slots,
             cpu_threads,
+            tuning.whisper_batch_size,
             self.pool.loaded(),
         )
 

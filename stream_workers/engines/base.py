@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas.events import Task
 from stream_workers.engines.decoding import Decoding
+
+if TYPE_CHECKING:
+    from stream_workers.engines.windows import WindowTranscript
 
 SAMPLE_RATE = 16_000
 Samples = npt.NDArray[np.float32]
@@ -94,5 +97,17 @@ class Transcriber(Protocol):
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
     ) -> TranscriptResult: ...
+
+    def transcribe_windows(
+        self, windows: Sequence[Samples], request: TranscribeRequest
+    ) -> list[WindowTranscript]:
+        """Decode many 30 s windows, of any jobs, in one batched model call
+        (stream_workers/batching.py).
+
+        Each window is decoded alone: without the previous window's text, in
+        `request.language` (set: no detection), at `request.decoding.temperatures[0]`, with
+        no word timestamps. Segment times are from each window's start.
+        """
+        ...
 
     def close(self) -> None: ...

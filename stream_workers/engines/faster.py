@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from stream_workers.engines.base import (
     SAMPLE_RATE,
@@ -16,6 +19,7 @@ from stream_workers.engines.base import (
 )
 from stream_workers.engines.base import Segment as OurSegment
 from stream_workers.engines.decoding import faster_whisper_arguments
+from stream_workers.engines.windows import WINDOW_SAMPLES, WINDOW_SECONDS, WindowTranscript
 from stream_workers.errors import InvalidOptionsError
 
 # Batching only pays off once there is more than one 30 s window to batch.
@@ -44,6 +48,8 @@ class FasterWhisperTranscriber:
         )
         self._batch_size = batch_size
         self._batched = BatchedInferencePipeline(self._model) if batch_size > 1 else None
+        # decodes windows of many jobs together (stream_workers/batching.py)
+        self._windows = BatchedInferencePipeline(self._model)
 
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
@@ -93,6 +99,58 @@ class FasterWhisperTranscriber:
             duration=float(info.duration),
         )
 
+    def transcribe_windows(
+        self, windows: Sequence[Samples], request: TranscribeRequest
+    ) -> list[WindowTranscript]:
+        """Decode `windows` (of any jobs) in one batched model call.
+
+        faster-whisper's batched pipeline decodes given clips of one audio array in batches,
+        each clip alone: the windows are laid into 30 s slots of one array, one clip each,
+        and every segment comes back with its slot's offset (`seek`), which names its window.
+        """
+        if not windows:
+            return []
+        slots = np.zeros(len(windows) * WINDOW_SAMPLES, dtype=np.float32)
+        clips = []
+        for index, window in enumerate(windows):
+            start = index * WINDOW_SAMPLES
+            samples = window[:WINDOW_SAMPLES]
+            slots[start : start + len(samples)] = samples
+            clips.append(
+                {"start": index * WINDOW_SECONDS, "end": (start + len(samples)) / SAMPLE_RATE}
+            )
+        kwargs: dict[str, Any] = {
+            **faster_whisper_arguments(request.decoding),
+            "language": request.language,
+            "task": request.task.value,
+            "clip_timestamps": clips,
+            "batch_size": len(windows),
+            "without_timestamps": False,  # segments within a window, as one-at-a-time gives
+            "word_timestamps": False,
+        }
+        try:
+            segments, _ = self._windows.transcribe(slots, **kwargs)
+            per_window: list[list[OurSegment]] = [[] for _ in windows]
+            frames_per_window = WINDOW_SECONDS * self._model.frames_per_second
+            for segment in segments:
+                index = round(segment.seek / frames_per_window)
+                offset = index * WINDOW_SECONDS
+                per_window[index].append(
+                    OurSegment(
+                        id=len(per_window[index]),
+                        start=max(0.0, segment.start - offset),
+                        end=max(0.0, segment.end - offset),
+                        text=segment.text,
+                        tokens=tuple(segment.tokens),
+                        avg_logprob=segment.avg_logprob,
+                        no_speech_prob=segment.no_speech_prob,
+                    )
+                )
+        except ValueError as exc:
+            raise InvalidOptionsError(str(exc)) from exc
+        return [WindowTranscript(tuple(found)) for found in per_window]
+
     def close(self) -> None:
         self._batched = None
+        del self._windows
         del self._model

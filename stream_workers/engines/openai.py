@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,15 @@ from stream_workers.engines.base import (
     TranscriptResult,
     Word,
 )
-from stream_workers.engines.decoding import openai_whisper_arguments
+from stream_workers.engines.decoding import BEST_OF, openai_whisper_arguments
 from stream_workers.engines.vad import keep_speech
+from stream_workers.engines.windows import WindowTranscript
 from stream_workers.errors import InvalidOptionsError
 from stream_workers.models.convert import ALIGNMENT_HEADS_KEY
 
 WINDOW_SECONDS = 30.0
+TIME_PRECISION = 0.02
+"""Seconds per timestamp token."""
 
 
 def default_compute_type(device: str) -> str:
@@ -96,6 +99,73 @@ class OpenAIWhisperTranscriber:
             duration=duration,
         )
 
+    def transcribe_windows(
+        self, windows: Sequence[Samples], request: TranscribeRequest
+    ) -> list[WindowTranscript]:
+        """Decode `windows` (of any jobs) together: one batched decode of their stacked mels.
+
+        `whisper.decode` takes a batch of 30 s log-mel windows; each comes back as tokens
+        with timestamp tokens, cut into segments here as `whisper.transcribe` cuts them.
+        """
+        if not windows:
+            return []
+        import torch  # noqa: PLC0415
+        import whisper  # noqa: PLC0415
+
+        if not self._model.is_multilingual and request.language not in (None, "en"):
+            raise InvalidOptionsError(f"{self.key.model} is English-only, not {request.language!r}")
+        decoding = request.decoding
+        temperature = decoding.temperatures[0]
+        sampling = temperature > 0
+        options = whisper.DecodingOptions(
+            task=request.task.value,
+            language=request.language or "en",
+            temperature=temperature,
+            best_of=BEST_OF if sampling else None,
+            beam_size=None if sampling else decoding.beam_size,
+            patience=None if sampling else 1.0,
+            prompt=decoding.initial_prompt,
+            fp16=self._device == "cuda",
+        )
+        n_mels = self._model.dims.n_mels
+        mels = [
+            whisper.log_mel_spectrogram(
+                window, n_mels, padding=whisper.audio.N_SAMPLES, device=self._model.device
+            )[:, : whisper.audio.N_FRAMES]
+            for window in windows
+        ]
+        tokenizer = whisper.tokenizer.get_tokenizer(
+            self._model.is_multilingual,
+            num_languages=self._model.num_languages,
+            language=options.language,
+            task=options.task,
+        )
+        try:
+            results = _batched_task(self._model, options).run(torch.stack(mels))
+        except (ValueError, KeyError) as exc:
+            raise InvalidOptionsError(str(exc)) from exc
+        out = []
+        for window, result in zip(windows, results, strict=True):
+            spans = _split_at_timestamps(result.tokens, tokenizer.timestamp_begin)
+            duration = len(window) / SAMPLE_RATE
+            out.append(
+                WindowTranscript(
+                    tuple(
+                        Segment(
+                            id=index,
+                            start=start,
+                            end=duration if end is None else end,
+                            text=tokenizer.decode(tokens),
+                            tokens=tuple(tokens),
+                            avg_logprob=float(result.avg_logprob),
+                            no_speech_prob=float(result.no_speech_prob),
+                        )
+                        for index, (start, end, tokens) in enumerate(spans)
+                    )
+                )
+            )
+        return out
+
     def close(self) -> None:
         del self._model
 
@@ -161,3 +231,46 @@ def _segment(raw: dict[str, Any], with_words: bool) -> Segment:
         no_speech_prob=float(raw["no_speech_prob"]),
         words=words,
     )
+
+
+def _split_at_timestamps(
+    tokens: Sequence[int], timestamp_begin: int
+) -> list[tuple[float, float | None, list[int]]]:
+    """(start, end, text tokens) between timestamp tokens; a last segment that never
+    closed ends with the window (end None)."""
+    spans: list[tuple[float, float | None, list[int]]] = []
+    start: float | None = None
+    text: list[int] = []
+    for token in tokens:
+        if token < timestamp_begin:
+            text.append(token)
+            continue
+        moment = (token - timestamp_begin) * TIME_PRECISION
+        if start is not None and text:
+            spans.append((start, moment, text))
+            text, start = [], None
+        else:
+            start = moment
+    if text:
+        spans.append((start or 0.0, None, text))
+    return spans
+
+
+def _batched_task(model: Any, options: Any) -> Any:
+    """`whisper.decode`'s task, fixed for beam search over several windows.
+
+    This openai-whisper repeats each window's tokens once per beam but not its encoded
+    audio, so a batch of more than one window fails in cross-attention. The audio is
+    repeated the same way here; language detection still sees one row per window.
+    """
+    from whisper.decoding import DecodingTask  # noqa: PLC0415
+
+    class BatchedDecodingTask(DecodingTask):  # type: ignore[misc]
+        def _get_audio_features(self, mel: Any) -> Any:
+            features = super()._get_audio_features(mel)
+            return features.repeat_interleave(self.n_group, dim=0)
+
+        def _detect_language(self, audio_features: Any, tokens: Any) -> Any:
+            return super()._detect_language(audio_features[:: self.n_group], tokens)
+
+    return BatchedDecodingTask(model, options)

@@ -23,6 +23,7 @@ import multiprocessing
 import pickle
 import signal
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,6 +37,7 @@ from stream_workers.engines.base import (
     TranscribeRequest,
     TranscriptResult,
 )
+from stream_workers.engines.windows import WindowTranscript
 from stream_workers.errors import ModelUnusableError
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,15 @@ def _serve(conn: Connection, spec: EngineSpec) -> None:
                 return  # the worker is gone
             if message[0] == "close":
                 return
+            if message[0] == "windows":
+                _, windows, request = message
+                try:
+                    transcripts = model.transcribe_windows(windows, request)
+                except Exception as exc:  # noqa: BLE001 - reported to the worker, which raises it
+                    conn.send(("failed", _portable(exc)))
+                else:
+                    conn.send(("done", transcripts))
+                continue
             _, samples, request = message
             try:
                 result = model.transcribe(samples, request, report)
@@ -185,6 +196,22 @@ class ProcessTranscriber:
             else:
                 self._broken = True
                 raise ModelUnusableError(f"engine process of {self.key} answered {kind!r}")
+
+    def transcribe_windows(
+        self, windows: Sequence[Samples], request: TranscribeRequest
+    ) -> list[WindowTranscript]:
+        """Decode `windows` together in the child (one batched call, no progress within)."""
+        if self._broken:
+            raise ModelUnusableError(f"the engine process of {self.key} is gone")
+        self._send(("windows", list(windows), request))
+        reply = self._receive()
+        if reply[0] == "done":
+            transcripts: list[WindowTranscript] = reply[1]
+            return transcripts
+        if reply[0] == "failed":
+            raise reply[1]
+        self._broken = True
+        raise ModelUnusableError(f"engine process of {self.key} answered {reply[0]!r}")
 
     def close(self) -> None:
         if self._process.is_alive():

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from stream_workers.engines.base import (
     SAMPLE_RATE,
@@ -18,6 +18,7 @@ from stream_workers.engines.base import (
     TranscribeRequest,
     TranscriptResult,
 )
+from stream_workers.engines.windows import WindowTranscript
 
 TINY = ModelKey("faster-whisper", "tiny", "int8")
 BASE = ModelKey("faster-whisper", "base", "int8")
@@ -42,6 +43,13 @@ class FakeModel:
         duration = len(audio) / SAMPLE_RATE
         on_segment(duration, duration)
         return TranscriptResult((), "en", 1.0, duration)
+
+    def transcribe_windows(
+        self, windows: Sequence[Samples], request: TranscribeRequest
+    ) -> list[WindowTranscript]:
+        if self.fail_running:
+            raise RuntimeError("CUDA failed to allocate memory")
+        return [WindowTranscript(()) for _ in windows]
 
     def close(self) -> None:
         self.closed = True
@@ -74,7 +82,12 @@ class FakeLoader:
 
 class ScriptedModel:
     """A `Transcriber` that reports `segments` evenly spaced segments over the audio
-    ("word0", "word1", ...), running `during(index)` after each one."""
+    ("word0", "word1", ...), running `during(index)` after each one.
+
+    Batched (`transcribe_windows`): one segment per window, " window of N.Ns", after
+    `before_batch(windows)` ran (it may block or raise); a window for which `poisoned`
+    is true fails the whole call with ValueError, as a bad input can. `batches` records
+    each call's window lengths in seconds."""
 
     def __init__(
         self,
@@ -88,6 +101,9 @@ class ScriptedModel:
         self.calls = 0
         self.audio_seconds: list[float] = []
         self.requests: list[TranscribeRequest] = []
+        self.batches: list[list[float]] = []
+        self.before_batch: Callable[[Sequence[Samples]], object] | None = None
+        self.poisoned: Callable[[Samples], bool] = lambda _window: False
 
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
@@ -105,6 +121,23 @@ class ScriptedModel:
             if self.during is not None:
                 self.during(index)
         return TranscriptResult(tuple(out), "en", 1.0, duration)
+
+    def transcribe_windows(
+        self, windows: Sequence[Samples], request: TranscribeRequest
+    ) -> list[WindowTranscript]:
+        self.requests.append(request)
+        if self.before_batch is not None:
+            self.before_batch(windows)
+        if any(self.poisoned(window) for window in windows):
+            raise ValueError("a poisoned window")
+        seconds = [len(window) / SAMPLE_RATE for window in windows]
+        self.batches.append(seconds)
+        return [
+            WindowTranscript(
+                (Segment(0, 0.0, length, f" window of {length:.1f}s", (1,), -0.1, 0.0),)
+            )
+            for length in seconds
+        ]
 
     def close(self) -> None:
         return None
