@@ -71,7 +71,8 @@ class System:
         assert result.returncode == 0, result.stdout + result.stderr
         found = _KEY_CREATED.search(result.stderr)
         assert found is not None, result.stderr
-        return UserKey(key=result.stdout.strip(), owner=found.group(1))
+        # the first line is the key; the webhook signing secret may follow
+        return UserKey(key=result.stdout.strip().splitlines()[0], owner=found.group(1))
 
 
 @dataclass(frozen=True)
