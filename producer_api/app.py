@@ -12,7 +12,16 @@ from typing import Any
 from aiohttp import web
 
 from db.engine import create_engine
-from producer_api import routes_admin, routes_docs, routes_health, routes_jobs, routes_transcribe
+from db.job_owners import job_owners
+from producer_api import (
+    routes_admin,
+    routes_docs,
+    routes_events,
+    routes_health,
+    routes_jobs,
+    routes_openai,
+    routes_transcribe,
+)
 from producer_api.appkeys import (
     CODEC_KEY,
     ENGINE_KEY,
@@ -35,7 +44,10 @@ from producer_api.middlewares import (
 )
 from producer_api.openapi import OperationTable
 from producer_api.ratelimit import RateLimiter
+from producer_api.routes_events import FEED_KEY
+from producer_api.routes_openai import MODELS_KEY, InstalledModels, openai_error_middleware
 from producer_api.routes_transcribe import IDEMPOTENCY_KEY, PUBLISHER_KEY
+from producer_api.status_feed import StatusFeed
 from producer_api.submission import IdempotencyGuard, Publisher
 from schemas.codec import EventCodec
 from storage.s3 import ObjectStore
@@ -48,7 +60,16 @@ __all__ = ["SETTINGS_KEY", "build_operations", "create_app"]
 
 def build_operations() -> OperationTable:
     table = OperationTable()
-    for module in (routes_health, routes_docs, routes_transcribe, routes_jobs, routes_admin):
+    modules = (
+        routes_health,
+        routes_docs,
+        routes_transcribe,
+        routes_events,
+        routes_jobs,
+        routes_admin,
+        routes_openai,
+    )
+    for module in modules:
         table.add(*module.operations())
     return table
 
@@ -59,13 +80,20 @@ def create_app(
     """``producer_options`` are passed to :class:`KafkaProducer` (tests shorten timeouts)."""
     app = web.Application(
         client_max_size=1024**2,
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        # openai_error_middleware gives /v1 errors (authentication's too) OpenAI's body
+        middlewares=[
+            metrics_middleware,
+            problem_middleware,
+            openai_error_middleware,
+            auth_middleware,
+        ],
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = ApiMetrics()
     app[LIMITER_KEY] = RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
     operations = build_operations()
     app[OPERATIONS_KEY] = operations
+    app[MODELS_KEY] = InstalledModels(settings)
     operations.register(app.router)
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
@@ -86,12 +114,21 @@ def create_app(
         heartbeats = HeartbeatMonitor(
             KafkaConnection.from_settings(settings), settings.topic_workers, codec
         )
+        feed = StatusFeed(
+            settings.kafka_bootstrap_servers,
+            settings.topic_status,
+            codec,
+            lambda job_ids: job_owners(engine, job_ids),
+            client_queue=settings.api_events_client_queue,
+            replay_events=settings.api_events_replay_events,
+        )
         admin_key = settings.whisperstream_admin_key
         app[CODEC_KEY] = codec
         app[ENGINE_KEY] = engine
         app[STORE_KEY] = store
         app[PRODUCER_KEY] = producer
         app[HEARTBEATS_KEY] = heartbeats
+        app[FEED_KEY] = feed
         app[AUTHENTICATOR_KEY] = Authenticator(
             database_lookup(engine), admin_key.get_secret_value() if admin_key else None
         )
@@ -100,13 +137,21 @@ def create_app(
         try:
             await producer.start()
             heartbeats.start()
+            feed.start()
             yield
         finally:
+            await feed.stop()
             heartbeats.stop()
             await producer.close(flush_timeout_s=5.0)
             store.close()
             await engine.dispose()
             codec.close()
 
+    async def end_streams(app: web.Application) -> None:
+        # Open event streams would hold the shutdown for its whole timeout.
+        if FEED_KEY in app:
+            app[FEED_KEY].end_all("the API is shutting down")
+
     app.cleanup_ctx.append(clients)
+    app.on_shutdown.append(end_streams)
     return app
