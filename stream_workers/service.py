@@ -38,6 +38,7 @@ from stream_workers.models.catalog import ModelCatalog
 from stream_workers.pool import ModelPool
 from stream_workers.prefetch import Prefetch, Prefetcher
 from stream_workers.scheduler import SlotScheduler
+from whisperstream.heartbeat_file import HeartbeatFile
 from whisperstream.kafka_security import KafkaConnection
 from whisperstream.settings import Settings
 
@@ -349,11 +350,13 @@ class WorkerService:
         )
 
     async def _heartbeats(self) -> None:
+        heartbeat_file = HeartbeatFile(self.settings.whisperstream_heartbeat_file)
         while True:
             try:
                 await self.publisher.publish(
                     self.settings.topic_workers, self.worker_id, self.heartbeat()
                 )
+                heartbeat_file.beat()
             except KafkaUnavailableError as exc:
                 # a missed heartbeat is only a gap in /admin/health; the next one may get through
                 log.warning("heartbeat not delivered: %s", exc)

@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     whisperstream_supervisor_state: Path | None = Field(
         default=None, description="the JSON file where `up` records each service's restarts"
     )
+    # for container probes (deploy/): `python -m whisperstream.probe file PATH MAX_AGE_S`
+    whisperstream_heartbeat_file: Path | None = Field(
+        default=None,
+        description="touched by a worker after each heartbeat reaches Kafka and by the "
+        "projector after each poll; its age is their readiness signal; unset: none",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

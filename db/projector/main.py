@@ -15,6 +15,7 @@ from db.projector.config import ProjectorConfig
 from db.projector.lag import LagMetrics
 from db.projector.service import Projector
 from schemas.codec import EventCodec
+from whisperstream.heartbeat_file import HeartbeatFile
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ async def _serve(settings: Settings) -> int:
             EventCodec(settings.schema_registry_url) as codec,
             _metrics_server(registry, settings.api_host, settings.projector_metrics_port),
         ):
-            projector = Projector(config, engine, codec, metrics=metrics)
+            heartbeat = HeartbeatFile(settings.whisperstream_heartbeat_file)
+            projector = Projector(config, engine, codec, metrics=metrics, heartbeat=heartbeat)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, projector.stop)
             log.info("projector %s over %s", config.group_id, ", ".join(config.topics))

@@ -40,6 +40,7 @@ from db.projector.offsets import load_next_offsets
 from db.projector.retry import database_retrying
 from db.records import BatchOutcome, ProjectionRecord
 from schemas.codec import EventCodec
+from whisperstream.heartbeat_file import HeartbeatFile
 from whisperstream.logs import activity_logger
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Projector:
         *,
         metrics: LagMetrics | None = None,
         lag_refresh_s: float = LAG_REFRESH_S,
+        heartbeat: HeartbeatFile | None = None,
     ) -> None:
         self.config = config
         self.stats = ProjectorStats()
@@ -94,6 +96,7 @@ class Projector:
         self._codec = codec
         self._metrics = metrics
         self._lag_refresh_s = lag_refresh_s
+        self._heartbeat = heartbeat or HeartbeatFile(None)
         self._written_lags: list[PartitionLag] = []
         self._lags_written_at = 0.0
         self._stop = asyncio.Event()
@@ -119,6 +122,7 @@ class Projector:
                 )
                 while not self._stop.is_set():
                     await self._step(consumer)
+                    self._heartbeat.beat()
             finally:
                 await self._kafka(consumer.close)
         finally:

@@ -8,6 +8,7 @@ import typer
 
 from whisperstream.cli import (
     client_cmds,
+    deploy_cmds,
     dlq_cmds,
     keys_cmds,
     stack_cmds,
@@ -33,6 +34,7 @@ app.add_typer(topics_cmds.app, name="topics")
 app.add_typer(dlq_cmds.app, name="dlq")
 app.add_typer(keys_cmds.app, name="keys")
 app.add_typer(webhook_cmds.app, name="webhooks")
+app.add_typer(deploy_cmds.buckets_app, name="buckets")
 app.command(name="up")(up)
 app.command(name="projector")(projector)
 app.command(name="notifier")(webhook_cmds.notifier)
@@ -43,6 +45,7 @@ app.command(name="submit")(client_cmds.submit)
 app.command(name="status")(client_cmds.status)
 app.command(name="jobs")(client_cmds.jobs)
 app.command(name="worker")(worker)
+app.command(name="migrate")(deploy_cmds.migrate)
 app.add_typer(models_app, name="models")
 
 
