@@ -21,6 +21,7 @@ from producer_api import (
     routes_jobs,
     routes_openai,
     routes_transcribe,
+    routes_webhooks,
 )
 from producer_api.appkeys import (
     CODEC_KEY,
@@ -64,6 +65,7 @@ def build_operations() -> OperationTable:
         routes_health,
         routes_docs,
         routes_transcribe,
+        routes_webhooks,
         routes_events,
         routes_jobs,
         routes_admin,

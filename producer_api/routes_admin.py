@@ -10,11 +10,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import error_queries
 from db.api_support import projector_last_applied_at
 from db.error_queries import ErrorLogEntry, resolve_error
 from db.lag_queries import lag_report, read_projector_lag
+from notifier.store import backlog
 from producer_api.appkeys import ENGINE_KEY, HEARTBEATS_KEY, PRODUCER_KEY, SETTINGS_KEY, STORE_KEY
 from producer_api.openapi import Access, Operation, Param, json_body, problem
 from producer_api.problems import not_found, validation_error
@@ -104,6 +106,7 @@ async def admin_health(request: web.Request) -> web.Response:
     except (TimeoutError, SQLAlchemyError, OSError) as exc:
         projector["error"] = str(exc) or type(exc).__name__
 
+    notifier = await _notifier_report(engine, settings.notifier_group_id)
     beats = app[HEARTBEATS_KEY].snapshot(utc_now())
     dependencies = {"kafka": kafka_check, "s3": s3_check, "postgres": pg_check}
     healthy = all(check["status"] == "ok" for check in dependencies.values())
@@ -111,6 +114,7 @@ async def admin_health(request: web.Request) -> web.Response:
         "status": "ok" if healthy else "degraded",
         "dependencies": dependencies,
         "projector": projector,
+        "notifier": notifier,
         "workers": {
             "live": [_worker(b) for b in beats.live],
             "stale": [_worker(b) for b in beats.stale],
@@ -124,6 +128,22 @@ async def admin_health(request: web.Request) -> web.Response:
         state = await asyncio.to_thread(read_state, settings.whisperstream_supervisor_state)
         report["supervisor"] = state or {"error": "the supervisor's state file is unreadable"}
     return web.json_response(report)
+
+
+async def _notifier_report(engine: AsyncEngine, group_id: str) -> dict[str, Any]:
+    """The notifier's lag on the status topic (it writes it as the projector does) and
+    its webhook backlog: attempts pending, and when the oldest was due."""
+    report: dict[str, Any] = {"lag": None, "pending_deliveries": None, "oldest_due": None}
+    try:
+        rows = await asyncio.wait_for(read_projector_lag(engine, group_id), CHECK_TIMEOUT_S)
+        report["lag"] = lag_report(rows)
+        pending = await asyncio.wait_for(backlog(engine), CHECK_TIMEOUT_S)
+    except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        report["error"] = str(exc) or type(exc).__name__
+        return report
+    report["pending_deliveries"] = pending.pending
+    report["oldest_due"] = pending.oldest_due.isoformat() if pending.oldest_due else None
+    return report
 
 
 def _error_view(entry: ErrorLogEntry) -> dict[str, Any]:
@@ -218,7 +238,8 @@ def operations() -> tuple[Operation, ...]:
             "GET",
             "/admin/health",
             admin_health,
-            "Kafka, S3 and Postgres checks with latency; projector; worker heartbeats; "
+            "Kafka, S3 and Postgres checks with latency; projector; notifier lag and webhook "
+            "backlog; worker heartbeats; "
             "under `whisperstream up`, restarts per service",
             "admin",
             Access.ADMIN,
