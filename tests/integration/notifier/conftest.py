@@ -34,6 +34,7 @@ from tests.integration.notifier.receiver import Receiver
 from tests.integration.projector.helpers import EventProducer
 from tests.support.stack import RunningStack, stack_env
 from whisperstream.settings import Settings
+from whisperstream.stack.ports import free_port
 
 TEMPLATE_DB = "whisperstream_template"
 FALLBACK_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
@@ -95,6 +96,7 @@ class Webhooks:
     key_id: str
     key_name: str
     secret: str
+    metrics_url: str
 
 
 def _admin_url(settings: Settings) -> str:
@@ -175,7 +177,10 @@ async def webhooks(
     receiver = Receiver()
     await receiver.start()
     log_path = tmp_path_factory.mktemp("notifier") / "notifier.log"
-    notifier = NotifierProcess(notifier_env(settings), log_path)
+    metrics_port = free_port()
+    notifier = NotifierProcess(
+        notifier_env(settings, NOTIFIER_METRICS_PORT=str(metrics_port)), log_path
+    )
     codec = EventCodec()
     producer = EventProducer(
         Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 2}), codec
@@ -185,7 +190,15 @@ async def webhooks(
     receiver.kill_pid = notifier.start()
     try:
         yield Webhooks(
-            settings, engine, producer, receiver, notifier, str(key.id), key_name, secret
+            settings,
+            engine,
+            producer,
+            receiver,
+            notifier,
+            str(key.id),
+            key_name,
+            secret,
+            f"http://127.0.0.1:{metrics_port}/metrics",
         )
     finally:
         notifier.stop()

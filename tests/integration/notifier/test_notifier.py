@@ -12,9 +12,11 @@ import json
 import uuid
 from datetime import timedelta
 
+import aiohttp
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from db.lag_queries import read_projector_lag
 from db.webhook_secrets import new_webhook_secret, rotate_webhook_secret
 from notifier.store import DeliveryRow, RedeliverRefusedError, job_deliveries, redeliver
 from schemas.events import JobStatus, JobStatusChanged, utc_now
@@ -100,6 +102,13 @@ async def test_a_completed_job_is_called_back_signed_even_when_its_status_comes_
     assert body["links"]["job"].endswith(f"/transcribe/{job_id}")
     with pytest.raises(WebhookVerificationError):
         Webhook(new_webhook_secret()).verify(got.body, got.headers)
+
+    # the notifier records its lag on the status topic, as the projector does its own
+    async def lag_recorded() -> bool:
+        rows = await read_projector_lag(webhooks.engine, webhooks.settings.notifier_group_id)
+        return any(r.topic == webhooks.settings.topic_status for r in rows)
+
+    await eventually(lag_recorded, within_s=30, what="the notifier's lag rows")
     (row,) = await _settled_rows(webhooks, job_id)
     assert (row.status, row.status_code, row.attempt, row.event_id) == (
         "succeeded",
@@ -140,6 +149,20 @@ async def test_500_twice_then_200_is_three_attempts_with_one_webhook_id_and_one_
     assert rows[1].attempted_at is not None
     assert rows[0].next_attempt_at is not None
     assert rows[1].attempted_at >= rows[0].next_attempt_at
+    # Prometheus: attempts by outcome and their latency, since this notifier started
+    async with aiohttp.ClientSession() as session, session.get(webhooks.metrics_url) as page:
+        metrics = await page.text()
+    retried = _sample(metrics, 'whisperstream_webhook_attempts_total{outcome="retrying"}')
+    assert retried >= 2
+    assert _sample(metrics, 'whisperstream_webhook_attempts_total{outcome="succeeded"}') >= 1
+    assert _sample(metrics, "whisperstream_webhook_latency_seconds_count") >= 3
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not in the metrics:\n{metrics}")
 
 
 async def test_400_gets_one_attempt_and_410_stops_the_job(webhooks: Webhooks) -> None:
