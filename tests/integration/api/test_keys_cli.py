@@ -9,6 +9,7 @@ import pytest
 
 from db.api_keys import find_api_key, hash_api_key
 from db.engine import create_engine
+from db.webhook_secrets import webhook_secret_of
 from tests.support.stack import RunningStack
 
 pytestmark = pytest.mark.integration
@@ -25,12 +26,16 @@ async def test_keys_create_prints_a_working_key_once(running_stack: RunningStack
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    key = done.stdout.strip()
+    key, secret = done.stdout.split()
     assert key.startswith("wsk_")
+    assert secret.startswith("whsec_")
     assert "only now" in done.stderr
+    assert "webhook signing secret" in done.stderr
     engine = create_engine(running_stack.settings.effective_database_url)
     try:
         record = await find_api_key(engine, hash_api_key(key))
+        assert record is not None
+        assert await webhook_secret_of(engine, record.id) == secret
     finally:
         await engine.dispose()
     assert record is not None
