@@ -35,6 +35,25 @@ from whisperstream.stack.ports import free_port
 ADMIN_KEY = "bench-admin-key"
 
 
+def service_processes(up: psutil.Process, state_dir: Path) -> dict[str, psutil.Process]:
+    """`whisperstream up`'s services by name: api, worker, projector (and any other
+    service it runs), tansu, seaweedfs, postgres."""
+    found: dict[str, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        for child in up.children():
+            cmdline = child.cmdline()
+            if cmdline and cmdline[-1] in ("api", "worker", "projector", "notifier"):
+                found[cmdline[-1]] = child
+    stack_file = state_dir / "stack.json"
+    if stack_file.exists():
+        with contextlib.suppress(ValueError, OSError, psutil.Error):
+            for name, proc in json.loads(stack_file.read_text())["processes"].items():
+                found[{"s3": "seaweedfs", "broker": "tansu"}.get(name, name)] = psutil.Process(
+                    proc["pid"]
+                )
+    return found
+
+
 class MemorySampler(threading.Thread):
     """Peak RSS per service name, sampled every 200 ms."""
 
@@ -45,25 +64,9 @@ class MemorySampler(threading.Thread):
         self.peaks: dict[str, float] = defaultdict(float)
         self._stop_event = threading.Event()
 
-    def _services(self) -> dict[str, psutil.Process]:
-        found: dict[str, psutil.Process] = {}
-        with contextlib.suppress(psutil.Error):
-            for child in self._up.children():
-                cmdline = child.cmdline()
-                if cmdline and cmdline[-1] in ("api", "worker", "projector"):
-                    found[cmdline[-1]] = child
-        stack_file = self._state_dir / "stack.json"
-        if stack_file.exists():
-            with contextlib.suppress(ValueError, OSError, psutil.Error):
-                for name, proc in json.loads(stack_file.read_text())["processes"].items():
-                    found[{"s3": "seaweedfs", "broker": "tansu"}.get(name, name)] = psutil.Process(
-                        proc["pid"]
-                    )
-        return found
-
     def run(self) -> None:
         while not self._stop_event.wait(0.2):
-            for name, proc in self._services().items():
+            for name, proc in service_processes(self._up, self._state_dir).items():
                 with contextlib.suppress(psutil.Error):
                     # a service's memory includes its children (Postgres backends)
                     rss = proc.memory_info().rss + sum(

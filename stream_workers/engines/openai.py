@@ -153,8 +153,9 @@ class OpenAIWhisperTranscriber:
                     tuple(
                         Segment(
                             id=index,
-                            start=start,
-                            end=duration if end is None else end,
+                            # the mel is padded to 30 s: times may point into the padding
+                            start=min(start, duration),
+                            end=duration if end is None else min(end, duration),
                             text=tokenizer.decode(tokens),
                             tokens=tuple(tokens),
                             avg_logprob=float(result.avg_logprob),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stream_workers import audio
@@ -92,6 +93,20 @@ def test_an_error_raised_from_the_progress_callback_stops_it_and_comes_out(
 
     with pytest.raises(StopRequestedError):
         model.transcribe(speech, TranscribeRequest(), cancel)
+
+
+def test_windows_decoded_together_each_get_their_own_segments(
+    model: Transcriber, speech: Samples
+) -> None:
+    silence = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    windows = [speech, silence, speech[: 3 * SAMPLE_RATE]]
+    transcripts = model.transcribe_windows(windows, TranscribeRequest(language="en"))
+    assert len(transcripts) == len(windows)
+    for window, transcript in zip(windows, transcripts, strict=True):
+        seconds = len(window) / SAMPLE_RATE
+        for segment in transcript.segments:
+            assert 0 <= segment.start <= segment.end <= seconds + 0.5
+    assert model.transcribe_windows([], TranscribeRequest(language="en")) == []
 
 
 def test_memory_estimates_are_positive_and_fallbacks_smaller(side: Side) -> None:

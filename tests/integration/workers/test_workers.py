@@ -79,7 +79,9 @@ def test_high_priority_job_overtakes_a_normal_backlog(
 ) -> None:
     normals = [bus.request(jfk_flac) for _ in range(6)]
     high = bus.request(jfk_flac, Priority.HIGH)
-    env = worker_env(running_stack, fresh_topics, WORKER_CONCURRENCY="1")
+    # one job at a time: batching (tests/unit/workers/test_batching.py) admits many jobs at
+    # once and puts high windows first in each batch; here the slot scheduler alone decides
+    env = worker_env(running_stack, fresh_topics, WORKER_CONCURRENCY="1", WHISPER_BATCH_SIZE="1")
     with worker(env, tmp_path / "worker.log"):
         wait_for("the high job", lambda: bus.terminal(high.job_id))
         wait_for("every job", lambda: all(bus.terminal(r.job_id) for r in normals))
