@@ -50,6 +50,11 @@ BENCHMARKS = (
         max_runs=1,
     ),
     Benchmark("bench_system", "Whole system: priority latency and peak memory"),
+    Benchmark(
+        "bench_backlog",
+        "A backlog of 30 s clips through the whole system with cross-job batching vs. a plain loop",
+        max_runs=1,
+    ),
 )
 
 
