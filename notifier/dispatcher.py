@@ -65,7 +65,7 @@ class Recorder:
             self._ready.clear()
             batch, self._queue = self._queue, []
             try:
-                async for attempt in database_retrying(lambda: False):
+                async for attempt in database_retrying(self._stopping):
                     with attempt:
                         await record(self._engine, [outcome for outcome, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiter
@@ -96,6 +96,9 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._per_host: Counter[str] = Counter()
         self._recorder = Recorder(engine, self._stop.is_set)
+        fallback = config.fallback_secret
+        # jobs whose owner is no API key (the admin key, upstream producers)
+        self._fallback = SigningSecrets(fallback) if fallback else None
         self.sent = 0
 
     def wake(self) -> None:
@@ -112,9 +115,11 @@ class Dispatcher:
         try:
             while not self._stop.is_set():
                 claimed = await self._claim(lease)
+                secrets = await self._secrets([d.owner for d in claimed if d.owner is not None])
                 for delivery in claimed:
                     self._per_host[delivery.host] += 1
-                    task = asyncio.create_task(self._deliver(delivery))
+                    signing = secrets.get(delivery.owner or "", self._fallback)
+                    task = asyncio.create_task(self._deliver(delivery, signing))
                     self._in_flight.add(task)
                     task.add_done_callback(self._finished)
                 full = len(self._in_flight) >= self.config.concurrency
@@ -160,12 +165,11 @@ class Dispatcher:
     async def _release(self, extra: Sequence[ClaimedDelivery]) -> None:
         await release(self._engine, [d.id for d in extra])
 
-    async def _deliver(self, delivery: ClaimedDelivery) -> None:
+    async def _deliver(self, delivery: ClaimedDelivery, secrets: SigningSecrets | None) -> None:
         try:
             if delivery.settled:
                 await self._store(delivery, Outcome.SKIPPED, None, "delivered already")
                 return
-            secrets = await self._secrets(delivery.owner)
             if secrets is None:
                 error = f"no webhook signing secret for owner {delivery.owner!r}"
                 await self._store(delivery, Outcome.FAILED, None, error)
@@ -180,17 +184,15 @@ class Dispatcher:
             if self._per_host[delivery.host] <= 0:
                 del self._per_host[delivery.host]
 
-    async def _secrets(self, owner: str | None) -> SigningSecrets | None:
-        found = {}
-        if owner is not None:
-            async for attempt in database_retrying(self._stop.is_set):
-                with attempt:
-                    found = await signing_secrets(self._engine, [owner], at=self._clock())
-        if owner is not None and owner in found:
-            return found[owner]
-        if self.config.fallback_secret:
-            return SigningSecrets(self.config.fallback_secret)
-        return None
+    async def _secrets(self, owners: list[str]) -> dict[str, SigningSecrets]:
+        """The signing secrets of the owners of one claim, in one query (read at each
+        claim, so a rotation applies to the next attempt)."""
+        if not owners:
+            return {}
+        async for attempt in database_retrying(self._stop.is_set):
+            with attempt:
+                return await signing_secrets(self._engine, set(owners), at=self._clock())
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def _store(
         self,
