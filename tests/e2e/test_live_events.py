@@ -21,7 +21,7 @@ import pytest
 
 from schemas.codec import EventCodec
 from schemas.events import JobStatusChanged
-from tests.support.audio import JFK_FLAC, repeat
+from tests.support.audio import JFK_FLAC, JFK_REFERENCE, repeat, word_error_rate
 from tests.support.kafka_read import records_to_end
 from tests.support.sse import SseEvent, SseStream, completed_job, ended_job
 from tests.support.system import System, UserKey, running_system
@@ -227,3 +227,27 @@ def test_an_openai_client_that_disconnects_cancels_its_job(
         assert ended[-1].data["status"] == "cancelled", ended[-1].data
 
     asyncio.run(leave_mid_way())
+
+
+def _events_route_requests(system: System) -> float:
+    with httpx.Client(base_url=system.api_url) as client:
+        text = client.get("/metrics").text
+    marker = 'route="/transcribe/{job_id}/events",status="200"'
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("whisperstream_api_requests_total") and marker in line
+    )
+
+
+def test_submit_wait_follows_the_event_stream(events_system: System, tmp_path: Path) -> None:
+    audio = tmp_path / "jfk.flac"
+    audio.write_bytes(JFK_FLAC.read_bytes())
+    before = _events_route_requests(events_system)
+    result = events_system.cli(
+        "submit", str(audio), "--wait", "--format", "txt", "--output", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed" in result.stdout
+    assert word_error_rate(JFK_REFERENCE, (tmp_path / "jfk.txt").read_text()) <= 0.05
+    assert _events_route_requests(events_system) > before

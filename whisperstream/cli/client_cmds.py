@@ -14,7 +14,7 @@ from rich.table import Table
 
 from schemas.events import TERMINAL_STATUSES
 from whisperstream.cli.common import console, settings_for
-from whisperstream.client.api import FORMATS, ApiClient, ApiError
+from whisperstream.client.api import FORMATS, ApiClient, ApiError, EventsUnavailableError
 from whisperstream.settings import Settings
 
 ApiUrlOption = Annotated[
@@ -149,17 +149,32 @@ async def _submit_all(
 async def _await_job(
     client: ApiClient, progress: Progress, bar: TaskID, job_id: str
 ) -> dict[str, Any]:
+    """Follow the job's event stream; poll instead where the server has none."""
     name = progress.tasks[bar].description.split(" ")[0]
     progress.update(bar, total=100, completed=0)
+
+    def show(job: dict[str, Any]) -> None:
+        progress.update(
+            bar,
+            completed=float(job.get("progress") or 0) * 100,
+            description=f"{name} {job['status']}",
+        )
+
+    try:
+        async for event in client.follow(job_id):
+            show(event)
+    except EventsUnavailableError:
+        pass
+    # Polling, or after the stream's terminal event: the job's row may lag the stream
+    # by a moment, and its result can be fetched once the row says it ended.
+    delay = 0.1
     while True:
         job = await client.job(job_id)
-        status = str(job["status"])
-        progress.update(
-            bar, completed=float(job.get("progress") or 0) * 100, description=f"{name} {status}"
-        )
-        if status in TERMINAL_STATUSES:
+        show(job)
+        if str(job["status"]) in TERMINAL_STATUSES:
             return job
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
 
 
 def status(

@@ -1,7 +1,8 @@
-"""Async calls to the whisperstream API: submit a file, read a job, fetch a result."""
+"""Async calls to the whisperstream API: submit a file, read or follow a job, fetch a result."""
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +16,11 @@ from whisperstream.errors import WhisperstreamError
 CHUNK = 256 * 1024
 # CLI format names -> the API's ?format= values
 FORMATS = {"json": "json", "txt": "text", "text": "text", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# The server sends a keep-alive comment every 15 s by default: a stream silent for this
+# long has stalled and is opened again from its last event.
+STREAM_READ_TIMEOUT_S = 60.0
+STREAM_RECONNECTS = 3
 
 
 class ApiError(WhisperstreamError):
@@ -23,6 +29,11 @@ class ApiError(WhisperstreamError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
+
+
+class EventsUnavailableError(WhisperstreamError):
+    """The server does not stream job events (an older server), or the stream keeps
+    breaking: follow the job by polling instead."""
 
 
 class ApiClient:
@@ -75,6 +86,29 @@ class ApiClient:
         async with self._session.get(f"{self._base}/transcribe/{job_id}") as response:
             return await _json(response)
 
+    async def follow(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Each event of `GET /transcribe/{id}/events` (the job's state first), until the
+        terminal one; a broken stream is resumed from its last event id."""
+        url = f"{self._base}/transcribe/{job_id}/events"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=STREAM_READ_TIMEOUT_S)
+        last_id: str | None = None
+        for _attempt in range(STREAM_RECONNECTS + 1):
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                async with self._session.get(url, headers=headers, timeout=timeout) as response:
+                    if response.status == 204:  # resumed after the end: nothing more
+                        return
+                    if response.status != 200 or response.content_type != "text/event-stream":
+                        raise EventsUnavailableError(f"no event stream (HTTP {response.status})")
+                    async for event_id, data in _events(response.content):
+                        last_id = event_id or last_id
+                        yield data
+                        if data.get("status") in TERMINAL:
+                            return
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+        raise EventsUnavailableError(f"the event stream broke {STREAM_RECONNECTS + 1} times")
+
     async def jobs(self, params: dict[str, str]) -> dict[str, Any]:
         async with self._session.get(f"{self._base}/jobs", params=params) as response:
             return await _json(response)
@@ -85,6 +119,27 @@ class ApiClient:
             if response.status >= 400:
                 await _json(response)
             return await response.read()
+
+
+async def _events(lines: aiohttp.StreamReader) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
+    """(id, data) of each Server-Sent Event whose data is a JSON object."""
+    event_id: str | None = None
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                payload = json.loads("\n".join(data))
+                if isinstance(payload, dict):
+                    yield event_id, payload
+            data = []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "id":
+            event_id = value
+        elif field == "data":
+            data.append(value)
 
 
 async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
