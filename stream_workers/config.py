@@ -24,13 +24,27 @@ class WorkerTuning(BaseSettings):
     whisper_device: Literal["cpu", "cuda"] = "cpu"
     # 0: the CPUs this process may use, shared out between the WORKER_CONCURRENCY slots
     whisper_cpu_threads: int = Field(default=0, ge=0, le=256)
-    # windows per batched model call: of one long file, and of many jobs (batching.py)
-    whisper_batch_size: int = Field(default=8, ge=1, le=64)
-    # how long a lane waits for more windows while some job's audio is still on its way
-    batch_wait_ms: float = Field(default=50.0, ge=0, le=10_000)
-    # jobs in progress at once while batching (WHISPER_BATCH_SIZE > 1); unset: twice
-    # WHISPER_BATCH_SIZE. Bounds the decoded audio held in memory.
-    batch_max_jobs: int | None = Field(default=None, ge=1, le=1024)
+    whisper_batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="30 s windows per batched model call, of many jobs together "
+        "(stream_workers/batching.py) and of one long file; 1 turns batching off",
+    )
+    batch_wait_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=10_000,
+        description="how long the next batch waits for more windows, only while some job's "
+        "audio is still being fetched or decoded",
+    )
+    batch_max_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="jobs in progress at once while batching (unset: twice "
+        "WHISPER_BATCH_SIZE); bounds the decoded audio the worker holds",
+    )
     whisper_cache_dir: Path | None = None
     # engines whose models run in a child process each (comma separated; empty: none).
     # openai-whisper's Python decoding loop runs faster away from the worker's threads.

@@ -70,6 +70,7 @@ class WorkerService:
         self._waiting_retries: set[asyncio.Task[None]] = set()
         self._delayed = asyncio.Semaphore(tuning.max_delayed_retries)
         self._closers: list[Callable[[], Awaitable[None] | None]] = []
+        self.batcher: WindowBatcher | None = None
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -142,7 +143,6 @@ class WorkerService:
                 tuning.model_acquire_timeout_s,
             )
         engine_slots = None
-        self.batcher = None
         job_slots = settings.worker_concurrency
         if tuning.batching:
             # Jobs whose windows batch together must be in progress together: the job slots
@@ -211,6 +211,17 @@ class WorkerService:
         return True
 
     async def close(self) -> None:
+        if self.batcher is not None:
+            stats = self.batcher.stats()
+            log.info(
+                "batching: %d model calls, %d windows, largest %d; at most %d windows "
+                "(%.0f s of audio) queued at once",
+                stats.batches,
+                stats.windows,
+                stats.largest_batch,
+                stats.peak_queued_windows,
+                stats.peak_queued_seconds,
+            )
         tasks = [*self._jobs, *self._background, *self._waiting_retries]
         for task in tasks:
             task.cancel()
