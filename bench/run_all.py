@@ -55,6 +55,7 @@ BENCHMARKS = (
         "A backlog of 30 s clips through the whole system with cross-job batching vs. a plain loop",
         max_runs=1,
     ),
+    Benchmark("bench_webhooks", "Notifier: signed webhook deliveries to a local receiver"),
 )
 
 
