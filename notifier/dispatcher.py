@@ -226,7 +226,9 @@ class Dispatcher:
         await self._recorder.add(recorded)
         if self._metrics is not None:
             self._metrics.attempt(outcome, latency)
-        log.info(
+        # one line per delivery that did not go through; successes only at DEBUG
+        log.log(
+            logging.DEBUG if outcome is Outcome.SUCCEEDED else logging.INFO,
             "webhook %s attempt %d to %s: %s%s",
             delivery.event_id,
             delivery.attempt,
