@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     whisperstream_admin_key: SecretStr | None = None
     # what the CLI's client commands (submit, status, jobs) talk to
     whisperstream_api_url: str | None = Field(
-        default=None, description="API base URL for the client commands; unset: API_HOST:API_PORT"
+        default=None,
+        description="API base URL for the client commands and the links in webhooks; "
+        "unset: API_HOST:API_PORT",
     )
     whisperstream_api_key: SecretStr | None = None
     api_rate_limit_per_s: float = Field(default=200.0, gt=0)
