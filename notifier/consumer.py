@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,10 +60,13 @@ class ConsumerConfig:
     batch_max_ms: int = 200
     max_waiting: int = 10_000
     """Events waiting for their request beyond which no more are fetched."""
+    # librdkafka's security properties (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, ...)
+    security: Mapping[str, str] = field(default_factory=dict)
 
     def consumer_config(self) -> dict[str, Any]:
         return {
             "bootstrap.servers": self.bootstrap_servers,
+            **self.security,
             "group.id": self.group_id,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "enable.auto.commit": False,

@@ -13,6 +13,7 @@ from notifier.dispatcher import DispatchConfig, Dispatcher
 from notifier.metrics import NotifierMetrics
 from notifier.sender import Sender
 from schemas.codec import EventCodec
+from whisperstream.kafka_security import librdkafka_security
 from whisperstream.logs import activity_logger
 from whisperstream.settings import Settings
 
@@ -29,6 +30,7 @@ class NotifierConfig:
         return cls(
             consumer=ConsumerConfig(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
+                security=librdkafka_security(settings),
                 group_id=settings.notifier_group_id,
                 topic=settings.topic_status,
                 api_base_url=settings.api_base_url,

@@ -117,7 +117,7 @@ def create_app(
             KafkaConnection.from_settings(settings), settings.topic_workers, codec
         )
         feed = StatusFeed(
-            settings.kafka_bootstrap_servers,
+            KafkaConnection.from_settings(settings),
             settings.topic_status,
             codec,
             lambda job_ids: job_owners(engine, job_ids),

@@ -30,6 +30,7 @@ from producer_api.job_events import Cursor, StatusRecord
 from schemas.codec import EventCodec
 from schemas.errors import UndecodableEvent
 from schemas.events import JobStatusChanged
+from whisperstream.kafka_security import KafkaConnection, as_connection
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Subscription:
 class StatusFeed:
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection | str,
         topic: str,
         codec: EventCodec,
         owners: OwnerLookup,
@@ -101,7 +102,7 @@ class StatusFeed:
         client_queue: int = 1000,
         replay_events: int = 20_000,
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._kafka = as_connection(kafka)
         self._topic = topic
         self._codec = codec
         self._owners = owners
@@ -239,12 +240,13 @@ class StatusFeed:
 
     def _read_range(self, ranges: dict[int, tuple[int, int]]) -> list[StatusRecord]:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"_whisperstream.api.replay.{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
+            self._kafka.client_config(
+                **{
+                    "group.id": f"_whisperstream.api.replay.{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                }
+            )
         )
         try:
             consumer.assign([TopicPartition(self._topic, p, r[0]) for p, r in ranges.items()])
@@ -279,12 +281,13 @@ class StatusFeed:
 
     def _read(self) -> None:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"_whisperstream.api.status.{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
-            }
+            self._kafka.client_config(
+                **{
+                    "group.id": f"_whisperstream.api.status.{uuid.uuid4().hex}",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 50,
+                }
+            )
         )
         try:
             while not self._stop.is_set() and not self._assign(consumer):
@@ -313,7 +316,7 @@ class StatusFeed:
                 self.error = f"the status topic {self._topic} does not exist (yet)"
                 return False
             partitions = sorted(found.partitions)
-            ends = high_watermarks(self._bootstrap, [(self._topic, p) for p in partitions])
+            ends = high_watermarks(self._kafka, [(self._topic, p) for p in partitions])
         except KafkaException as exc:
             self.error = f"the status topic cannot be read: {exc}"
             return False

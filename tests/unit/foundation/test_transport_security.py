@@ -22,8 +22,10 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from db.engine import async_url, asyncpg_tls
 from db.projector.config import ProjectorConfig
 from db.projector.groups import ensure_group_inactive
+from notifier.service import NotifierConfig
 from ops.kafka.offsets import high_watermarks
 from producer_api.heartbeats import HeartbeatMonitor
+from producer_api.status_feed import StatusFeed
 from schemas.codec import EventCodec
 from storage.s3 import ObjectStore
 from stream_workers.config import load_tuning
@@ -62,6 +64,10 @@ def not_a_ca(tmp_path: Path) -> Path:
 
 def _scram_settings(**overrides: object) -> Settings:
     return load_settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", **SCRAM, **overrides)
+
+
+async def _no_owners(_job_ids: list[str]) -> dict[str, str | None]:
+    return {}
 
 
 def _subset(config: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +155,7 @@ def test_the_producers_of_the_api_workers_and_tools_get_them() -> None:
     assert _subset(publisher._producer._config) == LIBRDKAFKA_SCRAM
 
 
-def test_the_projector_and_the_heartbeat_monitor_get_them() -> None:
+def test_the_projector_notifier_and_heartbeat_monitor_get_them() -> None:
     settings = _scram_settings()
     projector = ProjectorConfig.from_settings(settings)
     assert _subset(projector.consumer_config()) == LIBRDKAFKA_SCRAM
@@ -158,6 +164,8 @@ def test_the_projector_and_the_heartbeat_monitor_get_them() -> None:
         KafkaConnection.from_settings(settings), settings.topic_workers, EventCodec()
     )
     assert _subset(monitor._config) == LIBRDKAFKA_SCRAM
+    notifier = NotifierConfig.from_settings(settings)
+    assert _subset(notifier.consumer.consumer_config()) == LIBRDKAFKA_SCRAM
 
 
 def test_clients_built_inline_hand_the_connection_to_librdkafka(not_a_ca: Path) -> None:
@@ -170,6 +178,9 @@ def test_clients_built_inline_hand_the_connection_to_librdkafka(not_a_ca: Path) 
         "offsets": lambda: high_watermarks(broken, [("t", 0)], timeout=0.1),
         "group check": lambda: ensure_group_inactive(broken, "g", timeout_s=0.1),
         "readiness": lambda: check_kafka(broken, timeout=0.1),
+        "api status feed": lambda: StatusFeed(
+            broken, "status", EventCodec(), _no_owners
+        )._read_range({0: (0, 1)}),
         "control reader": lambda: ControlReader(
             broken,
             "control",
