@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.projector.retry import database_retrying
@@ -65,15 +67,38 @@ class Recorder:
             self._ready.clear()
             batch, self._queue = self._queue, []
             try:
-                async for attempt in database_retrying(self._stopping):
-                    with attempt:
-                        await record(self._engine, [outcome for outcome, _ in batch])
+                await self._write([outcome for outcome, _ in batch])
+            except IntegrityError:
+                # one outcome broke a constraint (a second success of one event and URL
+                # would): write them one by one, so the others are not lost and resent
+                for outcome, done in batch:
+                    await self._settle_alone(outcome, done)
+                continue
             except Exception as exc:  # noqa: BLE001 - handed to every waiter
                 for _, done in batch:
                     done.set_exception(exc)
                 continue
             for _, done in batch:
                 done.set_result(None)
+
+    async def _write(self, outcomes: list[Recorded]) -> None:
+        async for attempt in database_retrying(self._stopping):
+            with attempt:
+                await record(self._engine, outcomes)
+
+    async def _settle_alone(self, outcome: Recorded, done: asyncio.Future[None]) -> None:
+        try:
+            try:
+                await self._write([outcome])
+            except IntegrityError:
+                skipped = dataclasses.replace(
+                    outcome, outcome=Outcome.SKIPPED, error="delivered already"
+                )
+                await self._write([skipped])
+        except Exception as exc:  # noqa: BLE001 - handed to its waiter
+            done.set_exception(exc)
+            return
+        done.set_result(None)
 
 
 class Dispatcher:
