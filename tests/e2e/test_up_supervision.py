@@ -32,7 +32,7 @@ from whisperstream.stack.ports import free_port
 pytestmark = pytest.mark.e2e
 ADMIN_KEY = "e2e-admin-key"
 # in the order the test kills them: the API's own, then the stack's
-SERVICES = ("api", "worker", "projector", "broker", "s3", "postgres")
+SERVICES = ("api", "worker", "projector", "notifier", "broker", "s3", "postgres")
 CHATTER = re.compile(r"aiokafka|faust|rdkafka|alembic|urllib3", re.IGNORECASE)
 T = TypeVar("T")
 
@@ -190,7 +190,12 @@ def _kill_and_wait_for_restart(up: Up, name: str) -> int:
 def test_kill_9_of_each_service_under_up(jfk_flac: Path) -> None:
     # durable: the broker keeps its data on the local S3 through its own restart
     with running_up() as up:
-        for ready in (r"api\s+ready on http", r"worker\s+ready: worker", r"projector\s+ready"):
+        for ready in (
+            r"api\s+ready on http",
+            r"worker\s+ready: worker",
+            r"projector\s+ready",
+            r"notifier\s+ready: webhooks",
+        ):
             up.wait_for_line(ready, timeout=240)
         first = up.submit(jfk_flac)
         assert "ask not" in up.wait_completed(first)["result"]["text"].lower()
@@ -215,7 +220,16 @@ def test_kill_9_of_each_service_under_up(jfk_flac: Path) -> None:
         pids = [int(record["pid"]) for record in services.values()]
         # each service's full log is in its file, not on the terminal
         logs = up.state_dir / "logs"
-        for log_name in ("api", "worker", "projector", "up", "tansu", "seaweedfs", "postgres"):
+        for log_name in (
+            "api",
+            "worker",
+            "projector",
+            "notifier",
+            "up",
+            "tansu",
+            "seaweedfs",
+            "postgres",
+        ):
             assert (logs / f"{log_name}.log").stat().st_size > 0, log_name
         assert "completed in" in (logs / "worker.log").read_text()
 
@@ -226,7 +240,7 @@ def test_kill_9_of_each_service_under_up(jfk_flac: Path) -> None:
 
     output = up.output
     # the terminal: starts and readiness, one line per job, the admin key; no chatter
-    for started in ("s3", "postgres", "broker", "api", "worker", "projector"):
+    for started in ("s3", "postgres", "broker", "api", "worker", "projector", "notifier"):
         assert re.search(rf"up\s+started {started} \(pid \d+\)", output), output
     accepted = re.findall(r"api\s+job (\S+) accepted \(faster-whisper tiny.en", output)
     completed = re.findall(r"worker\s+job (\S+) completed in [\d.]+s \(faster-whisper", output)
