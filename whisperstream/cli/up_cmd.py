@@ -53,7 +53,8 @@ def _terminal_fd() -> int | None:
 
 
 def up(volatile: VolatileOption = False, state_dir: StateDirOption = None) -> None:
-    """Start the stack, the API, a worker and the projector; Ctrl-C stops everything."""
+    """Start the stack, the API, a worker, the projector and the notifier; Ctrl-C stops
+    everything."""
     settings = settings_for(state_dir)
     logs = settings.whisperstream_state_dir.expanduser().resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
