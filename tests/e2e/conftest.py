@@ -1,4 +1,5 @@
-"""One whole system (stack, API, worker, projector as separate processes) per e2e session."""
+"""One whole system (stack, API, worker, projector, notifier as separate processes) per
+e2e session."""
 
 from __future__ import annotations
 
@@ -11,5 +12,6 @@ from tests.support.system import System, running_system
 
 @pytest.fixture(scope="session")
 def system() -> Iterator[System]:
-    with running_system() as running:
+    # callbacks to receivers on loopback (tests/e2e/test_webhooks.py)
+    with running_system(WEBHOOK_ALLOW_PRIVATE_NETWORKS="true") as running:
         yield running
