@@ -2,7 +2,7 @@
 # One image for every whisperstream service; the command picks the service:
 #   docker run IMAGE api | worker | projector | notifier | migrate | topics apply | buckets apply
 # Build arguments (docs/deploy.md):
-#   TORCH_VARIANT  cpu (default) or a CUDA build of torch, e.g. cu126 (the GPU image)
+#   TORCH_VARIANT  cpu (default) or a CUDA build of torch, e.g. cu128 (the GPU image)
 #   TORCH_VERSION  the torch release the project is tested with (the Makefile's TORCH_SPEC)
 #   MODEL_PACKS    "models" (default) bakes in the offline packs (tiny.en, base);
 #                  empty leaves them out, for an image that reads models only from
