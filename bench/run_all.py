@@ -56,6 +56,12 @@ BENCHMARKS = (
         max_runs=1,
     ),
     Benchmark("bench_webhooks", "Notifier: signed webhook deliveries to a local receiver"),
+    Benchmark(
+        "bench_events",
+        "Live job events (1,000 SSE streams on one API process) and the OpenAI endpoint's "
+        "added latency",
+        max_runs=2,
+    ),
 )
 
 

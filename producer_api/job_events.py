@@ -8,6 +8,7 @@ the events after the last one it saw: none lost, none repeated.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -44,13 +45,19 @@ def parse_cursor(text: str) -> Cursor:
     return cursor
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StatusRecord:
     """A status event as the feed read it: where it sits and what it says."""
 
     partition: int
     offset: int
     event: JobStatusChanged
+
+    @functools.cached_property
+    def sse_body(self) -> bytes:
+        """Its ``event:`` and ``data:`` lines, encoded once however many streams send it."""
+        name = event_name(self.event.status.value, self.event.progress)
+        return _body(name, payload_of_event(self.event))
 
 
 def event_name(status: str, progress: float) -> str:
@@ -124,9 +131,17 @@ def is_terminal(payload: dict[str, Any]) -> bool:
     return payload["status"] in {s.value for s in JobStatus if s.is_terminal}
 
 
-def sse_frame(name: str, payload: dict[str, Any], event_id: str) -> bytes:
+def _body(name: str, payload: dict[str, Any]) -> bytes:
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event_id}\nevent: {name}\ndata: {data}\n\n".encode()
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+def sse_frame(name: str, payload: dict[str, Any], event_id: str) -> bytes:
+    return record_frame(_body(name, payload), event_id)
+
+
+def record_frame(body: bytes, event_id: str) -> bytes:
+    return f"id: {event_id}\n".encode() + body
 
 
 KEEPALIVE_FRAME = b": keep-alive\n\n"

@@ -26,12 +26,12 @@ from producer_api.job_events import (
     Cursor,
     InvalidCursorError,
     StatusRecord,
-    event_name,
     format_cursor,
     is_terminal,
     parse_cursor,
     payload_of_event,
     payload_of_row,
+    record_frame,
     sse_frame,
 )
 from producer_api.middlewares import principal_of
@@ -99,10 +99,7 @@ class _Stream:
             self.cursor = {record.partition: record.offset + 1}
         else:
             self.cursor[record.partition] = record.offset + 1
-        event = record.event
-        name = event_name(event.status.value, event.progress)
-        frame = sse_frame(name, payload_of_event(event), format_cursor(self.cursor))
-        await self.response.write(frame)
+        await self.response.write(record_frame(record.sse_body, format_cursor(self.cursor)))
 
     async def keepalive(self) -> None:
         await self.response.write(KEEPALIVE_FRAME)

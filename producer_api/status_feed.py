@@ -81,8 +81,11 @@ class Subscription:
         """The next record; None after ``timeout_s`` without one."""
         if not self._items and self.ended is None:
             self._wake.clear()
+            # asyncio.timeout, not wait_for: no task per wait, which 1,000 streams woken
+            # for every event would each create
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self._wake.wait()
         if self.ended is not None:
             raise SubscriptionEndedError(self.ended)
         return self._items.popleft() if self._items else None
@@ -285,7 +288,10 @@ class StatusFeed:
                 **{
                     "group.id": f"_whisperstream.api.status.{uuid.uuid4().hex}",
                     "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 50,
+                    # Tansu answers a fetch only when this wait is over, even when
+                    # records arrive sooner: it bounds how late an event reaches a
+                    # stream (an idle API sends 50 small fetches a second).
+                    "fetch.wait.max.ms": 20,
                 }
             )
         )
@@ -293,7 +299,12 @@ class StatusFeed:
             while not self._stop.is_set() and not self._assign(consumer):
                 self._stop.wait(2.0)
             while not self._stop.is_set():
-                messages = consumer.consume(500, 0.2)
+                # consume() waits for its whole batch or the timeout: wait for one
+                # record only, then take what else is already there.
+                first = consumer.poll(0.2)
+                if first is None:
+                    continue
+                messages = [first, *consumer.consume(499, 0)]
                 batch: list[_Raw] = []
                 for message in messages:
                     if message.error() is not None:
