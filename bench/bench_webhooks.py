@@ -10,7 +10,8 @@ delivery is recorded as succeeded.  The receiver runs in a process of its own.
 
 Figures: deliveries per second between the first and the last recorded attempt (the
 steady rate: Kafka consumption, scheduling, signing, the POST, the record), the whole
-run with the group join, and this process's CPU time per delivery.
+run with the group join, this process's CPU time per delivery, and that of Postgres,
+the broker and the receiver over the same time.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import func, insert, select
@@ -55,12 +57,33 @@ from whisperstream.stack.manager import LocalStack
 from whisperstream.stack.ports import free_port
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (Postgres: the postmaster and
+    its backends), as of now."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 @dataclass(frozen=True)
 class Result:
     deliveries: int
     steady_s: float
     total_s: float
     cpu_s: float
+    others_cpu_s: dict[str, float]
+    """CPU seconds of the other processes during the deliveries: Postgres, the broker,
+    the receiver."""
 
     @property
     def per_second(self) -> float:
@@ -128,10 +151,13 @@ def produce_completions(settings: Settings, codec: EventCodec, jobs: list[uuid.U
         raise RuntimeError("records left unsent")
 
 
-async def deliver(settings: Settings, codec: EventCodec, count: int) -> Result:
+async def deliver(
+    settings: Settings, codec: EventCodec, count: int, others: dict[str, int]
+) -> Result:
     engine = create_engine(settings.effective_database_url, pool_size=5, max_overflow=64)
     table = webhook_deliveries_table
     notifier = Notifier(NotifierConfig.from_settings(settings), engine, codec)
+    others_began = {name: tree_cpu_s(pid) for name, pid in others.items()}
     began = time.perf_counter()
     cpu_began = time.process_time()
     task = asyncio.create_task(notifier.run())
@@ -149,6 +175,7 @@ async def deliver(settings: Settings, codec: EventCodec, count: int) -> Result:
             await asyncio.sleep(0.2)
         total_s = time.perf_counter() - began
         cpu_s = time.process_time() - cpu_began
+        others_cpu = {name: tree_cpu_s(pid) - others_began[name] for name, pid in others.items()}
         async with engine.connect() as connection:
             first, last, failures = (
                 await connection.execute(
@@ -165,7 +192,7 @@ async def deliver(settings: Settings, codec: EventCodec, count: int) -> Result:
         await engine.dispose()
     if failures:
         raise RuntimeError(f"{failures} attempts did not succeed")
-    return Result(count, (last - first).total_seconds(), total_s, cpu_s)
+    return Result(count, (last - first).total_seconds(), total_s, cpu_s, others_cpu)
 
 
 def wait_for_port(port: int, within_s: float) -> None:
@@ -228,7 +255,12 @@ def run(args: argparse.Namespace, state_dir: Path) -> Result:
         jobs = asyncio.run(prepare())
         with EventCodec() as codec:
             produce_completions(settings, codec, jobs)
-            return asyncio.run(deliver(settings, codec, args.deliveries))
+            others = {
+                "Postgres": stack.launched["postgres"].pid,
+                "broker": stack.launched["broker"].pid,
+                "receiver": receiver.pid,
+            }
+            return asyncio.run(deliver(settings, codec, args.deliveries, others))
     finally:
         receiver.terminate()
         receiver.wait(timeout=30)
@@ -259,6 +291,10 @@ def main() -> int:
         ("whole run, group join included (s)", f"{r.total_s:.2f}", ""),
         ("notifier CPU per delivery (ms)", f"{r.cpu_ms_per_delivery:.2f}", ""),
         ("notifier CPU in all (s)", f"{r.cpu_s:.2f}", ""),
+        *(
+            (f"{name} CPU per delivery (ms)", f"{seconds * 1000 / r.deliveries:.2f}", "")
+            for name, seconds in r.others_cpu_s.items()
+        ),
     ]
     print(f"{'figure':<40} {'value':>10} {'target':>8}")
     for name, value, target in rows:
@@ -269,6 +305,9 @@ def main() -> int:
             Figure("webhook deliveries per second", r.per_second, "deliveries/s", ">= 500"),
             Figure("notifier CPU per delivery", r.cpu_ms_per_delivery, "ms"),
             Figure(f"{r.deliveries:,} deliveries, group join included", r.total_s, "s"),
+            Figure(
+                "Postgres CPU per delivery", r.others_cpu_s["Postgres"] * 1000 / r.deliveries, "ms"
+            ),
         ],
     )
     return 0
