@@ -145,13 +145,25 @@ def stop(managed: ManagedProcess, *, timeout: float = 20.0, sig: int = signal.SI
     if proc is None:
         _reap(managed.pid)
         return
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc.send_signal(sig)
+    child = _children.get(managed.pid)
+    if child is not None:
+        # our own child: wait through its Popen. psutil would reap it behind the back of a
+        # thread blocked in wait_for_exit, which would then read "exit status 0"
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(sig)
         try:
-            proc.wait(timeout=timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+    else:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
     _reap(managed.pid)
 
 
