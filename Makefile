@@ -18,6 +18,11 @@ system-tools:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
 	fi
+	@# the web page's end-to-end tests drive Debian's chromium through Playwright
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,7 +42,7 @@ typecheck: setup
 	$(VENV)/bin/mypy $(PACKAGES)
 
 pytest: setup
-	$(VENV)/bin/pytest tests/unit tests/integration tests/e2e
+	$(VENV)/bin/pytest --durations=30 tests/unit tests/integration tests/e2e
 
 test: lint typecheck pytest
 
