@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,12 +27,13 @@ from notifier.metrics import NotifierMetrics
 from notifier.outcomes import AttemptResult, Outcome, classify, describe, retry_delay
 from notifier.sender import Sender
 from notifier.signing import webhook_headers
-from notifier.store import ClaimedDelivery, Recorded, claim_due, record, release
+from notifier.store import ClaimedDelivery, Recorded, claim_due, record
 
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 5.0
 """A claim outlives the delivery timeout by this much before another may take it."""
+CLAIM_COALESCE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,9 @@ class Dispatcher:
                     continue  # there may be more due right now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_s)
+                if self._in_flight:
+                    # slots free one by one: gather a few before the next claim query
+                    await asyncio.sleep(CLAIM_COALESCE_S)
                 self._wake.clear()
             # finish (and record) what is in flight; its leases would otherwise resend it
             if self._in_flight:
@@ -171,24 +175,12 @@ class Dispatcher:
         free = self.config.concurrency - len(self._in_flight)
         if free <= 0:
             return []
-        busy = [host for host, n in self._per_host.items() if n >= self.config.per_host]
         async for attempt in database_retrying(self._stop.is_set):
             with attempt:
-                claimed = await claim_due(self._engine, free, lease, busy)
-        # more than per_host of one host in one claim: keep the extra for the next round
-        taken: list[ClaimedDelivery] = []
-        counts = Counter(self._per_host)
-        for delivery in claimed:
-            if counts[delivery.host] < self.config.per_host:
-                counts[delivery.host] += 1
-                taken.append(delivery)
-        extra = [d for d in claimed if d not in taken]
-        if extra:
-            await self._release(extra)
-        return taken
-
-    async def _release(self, extra: Sequence[ClaimedDelivery]) -> None:
-        await release(self._engine, [d.id for d in extra])
+                return await claim_due(
+                    self._engine, free, lease, dict(self._per_host), self.config.per_host
+                )
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def _deliver(self, delivery: ClaimedDelivery, secrets: SigningSecrets | None) -> None:
         try:

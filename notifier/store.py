@@ -10,13 +10,13 @@ as it is, and replicas share the work with ``FOR UPDATE SKIP LOCKED``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Integer, Interval, Text, and_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -120,70 +120,78 @@ async def schedule(connection: AsyncConnection, new: Sequence[NewDelivery], at: 
     return len((await connection.execute(stmt, rows)).all())
 
 
-def _settled_clause() -> Any:
-    other = deliveries.alias("other")
-    succeeded = exists().where(
-        other.c.event_id == deliveries.c.event_id,
-        other.c.url == deliveries.c.url,
-        other.c.status == Outcome.SUCCEEDED.value,
+# One constant statement (prepared once, whatever the hosts in flight): the oldest due
+# rows of hosts with room, a few times what is wanted so that one host's backlog does not
+# hide the others, locked against other replicas; ranked per host on top of what is in
+# flight to it; the oldest that fit, leased.
+_CLAIM = text(
+    """
+    WITH due AS (
+        SELECT id, host, next_attempt_at
+        FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= now()
+          AND (locked_until IS NULL OR locked_until < now())
+          AND host <> ALL(:full_hosts)
+        ORDER BY next_attempt_at
+        LIMIT :scan
+        FOR UPDATE SKIP LOCKED
+    ), ranked AS (
+        SELECT due.id, due.next_attempt_at,
+               row_number() OVER (PARTITION BY due.host ORDER BY due.next_attempt_at)
+                 + coalesce(busy.n, 0) AS slot
+        FROM due
+        LEFT JOIN unnest(:busy_hosts, :busy_counts) AS busy(host, n) ON busy.host = due.host
+    ), chosen AS (
+        SELECT id FROM ranked WHERE slot <= :per_host ORDER BY next_attempt_at LIMIT :wanted
     )
-    gone = exists().where(
-        other.c.job_id == deliveries.c.job_id,
-        other.c.url == deliveries.c.url,
-        other.c.status == Outcome.GONE.value,
-    )
-    return succeeded | gone
+    UPDATE webhook_deliveries AS d
+    SET locked_until = now() + :lease
+    FROM chosen
+    WHERE d.id = chosen.id
+    RETURNING d.id, d.job_id, d.event_id, d.url, d.host, d.owner, d.attempt, d.body,
+        EXISTS (
+            SELECT 1 FROM webhook_deliveries AS o
+            WHERE o.event_id = d.event_id AND o.url = d.url AND o.status = 'succeeded'
+        ) OR EXISTS (
+            SELECT 1 FROM webhook_deliveries AS o
+            WHERE o.job_id = d.job_id AND o.url = d.url AND o.status = 'gone'
+        ) AS settled
+    """
+).bindparams(
+    bindparam("full_hosts", type_=ARRAY(Text)),
+    bindparam("busy_hosts", type_=ARRAY(Text)),
+    bindparam("busy_counts", type_=ARRAY(Integer)),
+    bindparam("lease", type_=Interval),
+)
 
 
 async def claim_due(
-    engine: AsyncEngine, limit: int, lease: timedelta, busy_hosts: Sequence[str]
+    engine: AsyncEngine,
+    limit: int,
+    lease: timedelta,
+    in_flight: Mapping[str, int],
+    per_host: int,
 ) -> list[ClaimedDelivery]:
-    """Lease up to ``limit`` due attempts, oldest first, skipping busy hosts and rows
-    another replica holds.  A lease outlives the delivery timeout, so an attempt whose
-    notifier died is claimed again once it runs out (at-least-once; never lost)."""
+    """Lease up to ``limit`` due attempts, oldest first, at most ``per_host`` in flight
+    to one host counting ``in_flight``, skipping rows another replica holds.  A lease
+    outlives the delivery timeout, so an attempt whose notifier died is claimed again
+    once it runs out (at-least-once; never lost).  ``settled``: already delivered to
+    this URL, or the job's receiver answered 410."""
     if limit <= 0:
         return []
-    now = func.now()
-    candidates = (
-        select(deliveries.c.id)
-        .where(
-            deliveries.c.status == PENDING,
-            deliveries.c.next_attempt_at <= now,
-            (deliveries.c.locked_until.is_(None)) | (deliveries.c.locked_until < now),
-        )
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    if busy_hosts:
-        candidates = candidates.where(deliveries.c.host.not_in(list(busy_hosts)))
-    stmt = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(candidates.scalar_subquery()))
-        .values(locked_until=now + lease)
-        .returning(
-            deliveries.c.id,
-            deliveries.c.job_id,
-            deliveries.c.event_id,
-            deliveries.c.url,
-            deliveries.c.host,
-            deliveries.c.owner,
-            deliveries.c.attempt,
-            deliveries.c.body,
-            _settled_clause().label("settled"),
-        )
-    )
+    busy = {host: n for host, n in in_flight.items() if n > 0}
+    params = {
+        "full_hosts": [host for host, n in busy.items() if n >= per_host],
+        "scan": max(limit * 4, 200),
+        "busy_hosts": list(busy),
+        "busy_counts": list(busy.values()),
+        "per_host": per_host,
+        "wanted": limit,
+        "lease": lease,
+    }
     async with engine.begin() as connection:
-        rows = (await connection.execute(stmt)).all()
+        rows = (await connection.execute(_CLAIM, params)).all()
     return [ClaimedDelivery(**row._mapping) for row in rows]
-
-
-async def release(engine: AsyncEngine, ids: Sequence[int]) -> None:
-    """Give claimed attempts back unsent, due as they were."""
-    async with engine.begin() as connection:
-        await connection.execute(
-            update(deliveries).where(deliveries.c.id.in_(list(ids))).values(locked_until=None)
-        )
 
 
 async def record(engine: AsyncEngine, outcomes: Sequence[Recorded]) -> None:

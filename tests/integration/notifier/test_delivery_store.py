@@ -21,6 +21,7 @@ from notifier.store import NewDelivery, Recorded, claim_due, job_deliveries, sch
 from schemas.events import utc_now
 
 pytestmark = pytest.mark.integration
+LEASE = timedelta(seconds=30)
 
 
 @pytest.fixture
@@ -46,13 +47,37 @@ async def test_a_lease_hides_a_claimed_attempt_and_scheduling_twice_adds_nothing
         assert await schedule(connection, [_new(job_id, event_id)], utc_now()) == 1
         # the status event redelivered: the same first attempt, nothing new
         assert await schedule(connection, [_new(job_id, event_id)], utc_now()) == 0
-    (claimed,) = await claim_due(engine, 10, timedelta(seconds=30), [])
+    (claimed,) = await claim_due(engine, 10, LEASE, {}, 8)
     assert not claimed.settled
-    assert await claim_due(engine, 10, timedelta(seconds=30), []) == []
-    # a busy host is skipped
+    assert await claim_due(engine, 10, LEASE, {}, 8) == []
+
+
+async def test_a_claim_leaves_a_host_no_more_than_its_share(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        await schedule(connection, [_new(uuid.uuid4(), str(uuid.uuid4()))], utc_now())
-    assert await claim_due(engine, 10, timedelta(seconds=30), ["hooks.example:80"]) == []
+        await schedule(
+            connection,
+            [
+                NewDelivery(
+                    uuid.uuid4(),
+                    str(uuid.uuid4()),
+                    "transcription.completed",
+                    url,
+                    None,
+                    "{}",
+                    utc_now(),
+                )
+                for url in ["http://slow.example/x"] * 10 + ["http://fast.example/y"] * 3
+            ],
+            utc_now(),
+        )
+    # one of slow's is in flight already: 2 more of it, and fast's 3, though 10 were asked
+    claimed = await claim_due(engine, 10, LEASE, {"slow.example:80": 1}, 3)
+    assert sorted(d.host for d in claimed) == ["fast.example:80"] * 3 + ["slow.example:80"] * 2
+    # slow at its share: none of its 8 others, however many slots are free
+    assert await claim_due(engine, 10, LEASE, {"slow.example:80": 3}, 3) == []
+    # a slot of slow's freed: one more
+    (one,) = await claim_due(engine, 10, LEASE, {"slow.example:80": 2}, 3)
+    assert one.host == "slow.example:80"
 
 
 async def test_two_successes_of_one_event_in_one_batch_record_one_and_skip_the_other(
@@ -78,7 +103,7 @@ async def test_two_successes_of_one_event_in_one_batch_record_one_and_skip_the_o
                 created_at=utc_now(),
             )
         )
-    claimed = await claim_due(engine, 10, timedelta(seconds=30), [])
+    claimed = await claim_due(engine, 10, LEASE, {}, 8)
     assert len(claimed) == 3
     recorder = Recorder(engine, lambda: False)
     running = asyncio.create_task(recorder.run())

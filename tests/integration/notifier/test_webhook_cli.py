@@ -91,7 +91,7 @@ async def test_webhooks_list_failed_and_redeliver(
                 ],
                 utc_now(),
             )
-        claimed = await claim_due(engine, 10, timedelta(seconds=30), [])
+        claimed = await claim_due(engine, 10, timedelta(seconds=30), {}, 8)
         outcomes = {ok_job: (Outcome.SUCCEEDED, 200), failed_job: (Outcome.FAILED, 400)}
         await record(
             engine,
