@@ -337,8 +337,17 @@ def _failure(outcome: _Outcome) -> OpenAIError:
     return OpenAIError(500, message, None, None)
 
 
+async def _abandon(request: web.Request, job_id: str) -> None:
+    """The client went away before its result: cancel the job, unless told not to."""
+    if not request.app[SETTINGS_KEY].whisperstream_openai_cancel_on_disconnect:
+        log.info("the client of job %s went away; the job goes on", job_id)
+        return
+    log.info("the client of job %s went away: cancelling it", job_id)
+    with contextlib.suppress(PublishError):
+        await request.app[PUBLISHER_KEY].cancel(principal_of(request), job_id)
+
+
 async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
-    settings = request.app[SETTINGS_KEY]
     principal = principal_of(request)
     feed = request.app[FEED_KEY]
     job_id = str(uuid.uuid4())
@@ -368,15 +377,18 @@ async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
                 problem = kafka_unavailable(exc)
                 raise OpenAIError(503, problem.detail) from exc
             raise
-        outcome = await _wait(request, job_id, subscription)
+        try:
+            outcome = await _wait(request, job_id, subscription)
+        except asyncio.CancelledError:
+            # a server that cancels handlers when their client goes away (aiohttp's
+            # handler_cancellation); `run_app` leaves it off, and _wait notices instead
+            await asyncio.shield(_abandon(request, job_id))
+            raise
     finally:
         if subscription is not None:
             subscription.close()
     if outcome is None:
-        if settings.whisperstream_openai_cancel_on_disconnect:
-            log.info("the client of job %s went away: cancelling it", job_id)
-            with contextlib.suppress(PublishError):
-                await request.app[PUBLISHER_KEY].cancel(principal, job_id)
+        await _abandon(request, job_id)
         return web.Response(status=499)  # nobody reads it; aiohttp needs a response
     if outcome.status != JobStatus.COMPLETED.value or outcome.result_uri is None:
         raise _failure(outcome)
