@@ -44,6 +44,9 @@ NOTIFIER_ENV = {
     "WEBHOOK_RETRY_SCHEDULE": "300ms,600ms",
     "WEBHOOK_POLL_INTERVAL_S": "0.1",
     "WEBHOOK_SECRET": FALLBACK_SECRET,
+    # small, so that a slow receiver's share is visible (test_a_slow_receiver_...)
+    "WEBHOOK_CONCURRENCY": "4",
+    "WEBHOOK_CONCURRENCY_PER_HOST": "2",
 }
 
 

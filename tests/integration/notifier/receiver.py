@@ -33,6 +33,10 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     kill_pid: int | None = None
     base_url: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
+    """Requests being answered at once, at most (a client that gave up cancels its
+    handler, so this is what the client holds open)."""
     _runner: web.AppRunner | None = None
     _seen: Counter[str] = field(default_factory=Counter)
 
@@ -45,7 +49,9 @@ class Receiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -57,6 +63,14 @@ class Receiver:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         body = await request.text()
         got = Received(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
         self.received.append(got)

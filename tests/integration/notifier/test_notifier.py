@@ -22,7 +22,7 @@ from notifier.store import DeliveryRow, RedeliverRefusedError, job_deliveries, r
 from schemas.events import JobStatus, JobStatusChanged, utc_now
 from tests.integration.notifier.conftest import FALLBACK_SECRET, Webhooks
 from tests.integration.notifier.events import ended, upstream_request
-from tests.integration.notifier.receiver import Received
+from tests.integration.notifier.receiver import Received, Receiver
 from tests.integration.projector.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -36,12 +36,13 @@ def _submit(
     status_first: bool = False,
     status: JobStatus = JobStatus.COMPLETED,
     partition: int | None = None,
+    url: str | None = None,
 ) -> tuple[str, JobStatusChanged]:
     """An upstream job with a callback to ``path`` that has ended: its id and end event
     (produced to ``partition`` when given)."""
     job_id = str(uuid.uuid4())
     key_owner = hooks.key_id if owner == "key" else owner
-    request = upstream_request(job_id, hooks.receiver.to(path), key_owner)
+    request = upstream_request(job_id, url or hooks.receiver.to(path), key_owner)
     end = ended(job_id, status)
     if status_first:
         _send_status(hooks, end, partition)
@@ -197,6 +198,37 @@ async def test_a_receiver_that_never_answers_is_retried_on_schedule_then_given_u
     assert len(webhooks.receiver.of("/hang")) == 3
     with pytest.raises(RedeliverRefusedError):
         await redeliver(webhooks.engine, uuid.uuid4(), utc_now())
+
+
+async def test_a_slow_receiver_holds_its_share_of_slots_and_not_the_others(
+    webhooks: Webhooks,
+) -> None:
+    # a second receiver (another host:port) that never answers in time
+    slow = Receiver()
+    await slow.start()
+    try:
+        slow_jobs = []
+        for _ in range(3):
+            job_id, _ = _submit(webhooks, "/ok/unused", url=slow.to("/hang"))
+            slow_jobs.append(job_id)
+
+        # its two slots (WEBHOOK_CONCURRENCY_PER_HOST) taken, another host is served
+        async def slow_share_taken() -> bool:
+            return slow.in_flight == 2
+
+        await eventually(slow_share_taken, within_s=60, what="two slow attempts in flight")
+        _submit(webhooks, "/ok/fast")
+        await _received(webhooks, "/ok/fast", 1)
+        # ... while the slow ones were still being tried
+        still = [r.status for job_id in slow_jobs for r in await _rows(webhooks, job_id)]
+        assert "pending" in still, still
+        for job_id in slow_jobs:
+            await _settled_rows(webhooks, job_id)
+        # three jobs, three attempts each, never more than two at once
+        assert len(slow.of("/hang")) == 9
+        assert slow.max_in_flight == 2
+    finally:
+        await slow.stop()
 
 
 async def test_a_redirect_is_not_followed(webhooks: Webhooks) -> None:
