@@ -20,7 +20,11 @@ class InvalidCursorError(DbError, ValueError):
 
 
 class ProjectorGroupActiveError(DbError):
-    """The projector's consumer group has members; replay and rebuild need it stopped."""
+    """The projector's consumer group has members; replay needs it stopped."""
+
+
+class RebuildRunningError(DbError):
+    """Another ``replay --rebuild`` holds the rebuild's lock (they would share the shadow)."""
 
 
 class InvalidOffsetsError(DbError, ValueError):

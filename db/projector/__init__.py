@@ -4,8 +4,9 @@ Modules: ``service`` (the consume / apply / commit loop), ``main`` (its composit
 root), ``decoding`` (messages to records), ``retry`` (which database errors are waited
 out), ``lag`` (lag from the fetch responses' high watermarks, Prometheus gauges, the
 ``projector_lag`` rows), ``offsets`` (the stored positions), ``reader`` (reading topics
-to their end), ``rebuild`` and ``replay`` (``whisperstream replay``), ``groups`` (is the
-projector's group running?), ``operations`` (the replay composition root).
+to their end), ``rebuild`` (online: shadow tables swapped in under the live projector)
+and ``replay`` (``whisperstream replay``), ``groups`` (is the projector's group
+running?), ``operations`` (the replay composition root).
 
 Choices, and why:
 

@@ -1,4 +1,5 @@
-"""Is the projector's consumer group running?  Replay and rebuild need it stopped.
+"""Is the projector's consumer group running?  Replay from a time or offsets needs it
+stopped (a rebuild does not: see ``rebuild``).
 
 Tansu 0.6 answers DescribeGroups with the right state (STABLE while a member is in,
 EMPTY after it left) but with an empty member list, so the state decides here.  A

@@ -1,11 +1,11 @@
 """Composition root of ``whisperstream replay``: each operation builds and closes its own
-engine and codec, and checks first that the projector's group is stopped."""
+engine and codec.  Moving the stored offsets checks first that the projector's group is
+stopped; a rebuild runs beside the live projector."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from functools import partial
 
 from db.engine import create_engine
 from db.projector.config import ProjectorConfig
@@ -25,11 +25,10 @@ def run_rebuild(settings: Settings) -> RebuildReport:
 
 async def _rebuild(settings: Settings) -> RebuildReport:
     config = ProjectorConfig.from_settings(settings)
-    check = partial(ensure_group_inactive, config.kafka, config.group_id)
     engine = create_engine(settings.effective_database_url)
     try:
         with EventCodec(settings.schema_registry_url) as codec:
-            return await rebuild(config, engine, codec, ensure_inactive=check)
+            return await rebuild(config, engine, codec)
     finally:
         await engine.dispose()
 

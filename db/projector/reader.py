@@ -1,4 +1,5 @@
-"""Read the projected topics from chosen offsets up to their current end.
+"""Read the projected topics from chosen offsets up to their current end (or up to
+chosen offsets).
 
 The end is where each partition reports EOF, which librdkafka derives from the fetch
 responses' high watermarks (ListOffsets is wrong on Tansu, see ``lag.py``).  The reader
@@ -41,21 +42,32 @@ def list_partitions(consumer: Consumer, topics: tuple[str, ...]) -> list[Positio
 class EndReader:
     """Batches of records from ``start`` (default: the beginning) to each partition's end.
 
-    ``ends`` holds, once iteration is over, the offset each partition ended at.
+    With ``until``, only the partitions it names are read, each until a record at or past
+    its offset there has been yielded (or its end, if that comes first); the batch that
+    reaches it may hold later records too.  ``ends`` holds, once iteration is over, the
+    offset each partition that reported its end ended at.
     """
 
-    def __init__(self, config: ProjectorConfig, start: Mapping[Position, int] | None = None):
+    def __init__(
+        self,
+        config: ProjectorConfig,
+        start: Mapping[Position, int] | None = None,
+        *,
+        until: Mapping[Position, int] | None = None,
+    ):
         self._config = config
         self._start = dict(start or {})
+        self._until = None if until is None else dict(until)
         self.ends: dict[Position, int] = {}
         self.partitions: list[Position] = []
+        self._reading: list[Position] = []
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(1, thread_name_prefix="projector-reader") as executor:
             consumer = await loop.run_in_executor(executor, self._open)
             try:
-                pending = set(self.partitions)
+                pending = set(self._reading)
                 while pending:
                     messages = await loop.run_in_executor(executor, self._consume, consumer)
                     records = []
@@ -63,6 +75,8 @@ class EndReader:
                         error = message.error()
                         if error is None:
                             records.append(message)
+                            if self._reached(message):
+                                pending.discard((message.topic() or "", message.partition() or 0))
                         elif error.code() == KafkaError._PARTITION_EOF:
                             position = (message.topic() or "", message.partition() or 0)
                             self.ends[position] = message.offset() or 0
@@ -86,16 +100,27 @@ class EndReader:
         try:
             self.partitions = list_partitions(consumer, self._config.topics)
             start = self._start
+            self._reading = [
+                position
+                for position in self.partitions
+                if self._until is None or self._until.get(position, 0) > start.get(position, 0)
+            ]
             consumer.assign(
                 [
                     TopicPartition(topic, part, start.get((topic, part), OFFSET_BEGINNING))
-                    for topic, part in self.partitions
+                    for topic, part in self._reading
                 ]
             )
         except BaseException:
             consumer.close()
             raise
         return consumer
+
+    def _reached(self, message: Message) -> bool:
+        if self._until is None:
+            return False
+        position = (message.topic() or "", message.partition() or 0)
+        return (message.offset() or 0) + 1 >= self._until.get(position, 0)
 
     def _consume(self, consumer: Consumer) -> list[Message]:
         return consumer.consume(self._config.batch_max_events, self._config.batch_max_ms / 1000)

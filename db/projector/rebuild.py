@@ -1,31 +1,52 @@
-"""``whisperstream replay --rebuild``: project every topic from the beginning into fresh
-tables, then swap them in for the live ones in one transaction.
+"""``whisperstream replay --rebuild``: project every topic from the beginning into shadow
+tables while the live projector keeps running, then swap them in.
 
-The fresh tables are the live tables' own metadata created in a separate schema, and
+The shadow tables are the live tables' own metadata created in a separate schema, and
 the ordinary batch apply writes to them through ``schema_translate_map``, so rebuild and
-live projection share every line of the fold and the store.  Readers see the old rows
-until the swap commits and the new ones after it; the swap holds an exclusive lock on
-the live tables only for the few ``ALTER TABLE ... SET SCHEMA`` statements.
+live projection share every line of the fold and the store.  Three phases:
 
-``error_logs.resolved`` is operator state that no topic holds: it is carried over from
-the live rows.  ``api_keys`` is not a projection and is left alone.
+1. **Fold**: every topic from its beginning to its current end into the shadow.
+2. **Catch up**: passes from the shadow's own stored offsets to the topics' new end,
+   until a pass finds at most a batch's worth to fold (or after a few passes).
+3. **Swap**, one transaction: lock the live tables in ``EXCLUSIVE`` mode (readers go on
+   reading the live rows; the live projector's next batch waits), fold into the shadow
+   whatever the live projector had folded and the shadow had not (its *tail*), carry
+   over ``error_logs.resolved``, then upgrade to ``ACCESS EXCLUSIVE`` for the few
+   ``ALTER TABLE ... SET SCHEMA`` statements, the only moment when reads wait.
+
+Why the live projector needs no signal: after the tail, the shadow's stored offsets are
+at or past the live ones in every partition.  Each projector's batches follow on from
+its stored offsets, and a batch skips records below the stored offsets of the table it
+writes to, so its next batch after the swap folds exactly what the swapped-in tables
+lack: nothing twice, nothing missed.  Its statement that waited on the lock looks the
+table names up again once the lock is released and finds the swapped-in tables.
+
+A swap that cannot get its locks within :data:`SWAP_LOCK_TIMEOUT` (a long read in the
+way) or loses a deadlock is rolled back, shadow included, and tried again.
+
+Not projections, left alone: ``api_keys``, ``webhook_deliveries``, ``projector_lag``
+(rewritten by the projector itself) and other consumer groups' offsets (copied over).
+``error_logs.resolved`` is operator state that no topic holds: it comes from the live rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData, Table, and_, delete, func, select, text, update
+from sqlalchemy import MetaData, Table, and_, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateSchema, DropSchema
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random
 
+from db.errors import RebuildRunningError
 from db.models import (
     Base,
     error_logs_table,
     jobs_table,
-    projector_lag_table,
     projector_offsets_table,
     results_table,
 )
@@ -33,58 +54,217 @@ from db.projection_store import apply_batch_in
 from db.projector.config import ProjectorConfig
 from db.projector.decoding import to_record
 from db.projector.reader import EndReader
+from db.projector.retry import sqlstate
 from schemas.codec import EventCodec
 
 log = logging.getLogger(__name__)
 
+Position = tuple[str, int]
+
 REBUILD_SCHEMA = "projection_rebuild"
 RETIRED_SCHEMA = "projection_retired"
 PROJECTION_TABLES = (jobs_table, results_table, error_logs_table, projector_offsets_table)
+LOCK_ORDER = (projector_offsets_table, jobs_table, results_table, error_logs_table)
+"""The order a projector batch takes its locks in, so the swap's lock cannot deadlock it."""
+
+CATCH_UP_PASSES = 5
+SWAP_ATTEMPTS = 5
+SWAP_LOCK_TIMEOUT = "2s"
+"""Longest wait for the live tables' locks; readers queue behind a waiting swap."""
+
+REBUILD_LOCK_KEY = 0x57_52_45_42
+"""The Postgres advisory lock one rebuild holds, so that two never share the shadow."""
+
+_LOST_LOCK_RACE = frozenset({"55P03", "40P01"})  # lock_not_available, deadlock_detected
 
 
 @dataclass(frozen=True, slots=True)
 class RebuildReport:
     records: int
+    """Records folded into the shadow, all phases together."""
     partitions: int
     jobs: int
     errors: int
+    passes: int = 0
+    """Catch-up passes after the first fold."""
+    tail: int = 0
+    """Records folded while the live tables were locked."""
 
 
-async def rebuild(
-    config: ProjectorConfig,
-    engine: AsyncEngine,
-    codec: EventCodec,
-    *,
-    ensure_inactive: Callable[[], None],
-) -> RebuildReport:
-    """Rebuild the projection of ``config.group_id``'s topics and swap it in.
+async def rebuild(config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec) -> RebuildReport:
+    """Rebuild the projection of ``config.group_id``'s topics and swap it in, whether or
+    not the projector runs.  Raises :class:`RebuildRunningError` if another one runs."""
+    async with _only_rebuild(engine):
+        folded, partitions = await build_shadow(config, engine, codec)
+        caught_up, passes = await catch_up(config, engine, codec, folded)
+        log.info("shadow caught up after %d passes; swapping", passes)
+        tail, jobs, errors = await swap_in(config, engine, codec)
+    records = folded + caught_up + tail
+    log.info("rebuilt %d records from %d partitions", records, partitions)
+    return RebuildReport(records, partitions, jobs, errors, passes, tail)
 
-    ``ensure_inactive`` raises if the projector runs; it is called before reading and
-    again right before the swap.
-    """
-    ensure_inactive()
+
+async def build_shadow(
+    config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec
+) -> tuple[int, int]:
+    """Fresh shadow tables, folded from the topics' beginning to their current end;
+    (records folded, partitions)."""
     async with engine.begin() as connection:
         await _create_shadow(connection)
-    reader = EndReader(config)
-    records = 0
-    async for messages in reader.batches():
-        batch = [to_record(message, codec) for message in messages]
-        async with engine.begin() as connection:
-            shadow = await connection.execution_options(schema_translate_map={None: REBUILD_SCHEMA})
-            records += (await apply_batch_in(shadow, config.group_id, batch)).applied
-    ensure_inactive()
-    async with engine.begin() as connection:
-        jobs, errors = await _swap(connection, config.group_id)
-    log.info("rebuilt %d records from %d partitions", records, len(reader.partitions))
-    return RebuildReport(records, len(reader.partitions), jobs, errors)
+    return await _fold_pass(config, engine, codec, {})
+
+
+async def catch_up(
+    config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec, last_pass: int
+) -> tuple[int, int]:
+    """Fold into the shadow what reached the topics since, in passes, while the last pass
+    folded more than a batch; (records folded, passes)."""
+    records = passes = 0
+    while last_pass > config.batch_max_events and passes < CATCH_UP_PASSES:
+        async with engine.connect() as connection, _in_shadow(connection) as shadow:
+            start = await _stored_offsets(shadow, config.group_id)
+        last_pass, _ = await _fold_pass(config, engine, codec, start)
+        records += last_pass
+        passes += 1
+    return records, passes
+
+
+async def swap_in(
+    config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec
+) -> tuple[int, int, int]:
+    """Fold the tail and swap the shadow in, in one transaction, retried when it loses a
+    lock race; (tail records, jobs, error rows)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(lambda exc: sqlstate(exc) in _LOST_LOCK_RACE),
+        stop=stop_after_attempt(SWAP_ATTEMPTS),
+        wait=wait_random(0.1, 1.0),
+        before_sleep=lambda state: log.warning("swap lost a lock race; trying again"),
+        reraise=True,
+    ):
+        with attempt:
+            async with engine.begin() as connection:
+                tail = await _fold_tail(connection, config, codec)
+                jobs, errors = await _swap(connection)
+    return tail, jobs, errors
+
+
+@asynccontextmanager
+async def _only_rebuild(engine: AsyncEngine) -> AsyncIterator[None]:
+    async with engine.connect() as guard:
+        locked = await guard.scalar(select(func.pg_try_advisory_lock(REBUILD_LOCK_KEY)))
+        await guard.commit()
+        if not locked:
+            raise RebuildRunningError("another `whisperstream replay --rebuild` is running")
+        try:
+            yield
+        finally:
+            await guard.scalar(select(func.pg_advisory_unlock(REBUILD_LOCK_KEY)))
+            await guard.commit()
+
+
+@asynccontextmanager
+async def _in_shadow(connection: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """``connection`` reading and writing the shadow tables until the block ends (the
+    option is set on the connection itself: SQLAlchemy 2 has no branched connections)."""
+    await connection.execution_options(schema_translate_map={None: REBUILD_SCHEMA})
+    try:
+        yield connection
+    finally:
+        await connection.execution_options(schema_translate_map=None)
 
 
 async def _create_shadow(connection: AsyncConnection) -> None:
     await connection.execute(DropSchema(REBUILD_SCHEMA, cascade=True, if_exists=True))
     await connection.execute(CreateSchema(REBUILD_SCHEMA))
-    shadow = await connection.execution_options(schema_translate_map={None: REBUILD_SCHEMA})
-    await shadow.run_sync(
-        lambda sync: Base.metadata.create_all(sync, tables=list(PROJECTION_TABLES))
+    async with _in_shadow(connection) as shadow:
+        await shadow.run_sync(
+            lambda sync: Base.metadata.create_all(sync, tables=list(PROJECTION_TABLES))
+        )
+
+
+async def _fold_pass(
+    config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec, start: Mapping[Position, int]
+) -> tuple[int, int]:
+    """Fold from ``start`` to the topics' current end; (records folded, partitions)."""
+    reader = EndReader(config, start)
+    records = 0
+    async for messages in reader.batches():
+        batch = [to_record(message, codec) for message in messages]
+        async with engine.begin() as connection, _in_shadow(connection) as shadow:
+            records += (await apply_batch_in(shadow, config.group_id, batch)).applied
+    return records, len(reader.partitions)
+
+
+async def _stored_offsets(connection: AsyncConnection, group: str) -> dict[Position, int]:
+    table = projector_offsets_table
+    rows = await connection.execute(
+        select(table.c.topic, table.c.partition, table.c.next_offset).where(
+            table.c.consumer_group == group
+        )
+    )
+    return {(topic, partition): offset for topic, partition, offset in rows}
+
+
+async def _fold_tail(
+    connection: AsyncConnection, config: ProjectorConfig, codec: EventCodec
+) -> int:
+    """Lock the live tables against writes and bring the shadow's offsets to at least
+    the live ones; the number of records folded."""
+    quote = connection.dialect.identifier_preparer.quote
+    await connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
+    names = ", ".join(quote(table.name) for table in LOCK_ORDER)
+    await connection.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
+
+    group = config.group_id
+    live = await _stored_offsets(connection, group)
+    tail = 0
+    async with _in_shadow(connection) as shadow:
+        held = await _stored_offsets(shadow, group)
+        behind = {p: offset for p, offset in live.items() if offset > held.get(p, 0)}
+        if behind:
+            reader = EndReader(config, held, until=behind)
+            async for messages in reader.batches():
+                batch = [to_record(message, codec) for message in messages]
+                tail += (await apply_batch_in(shadow, group, batch)).applied
+            held = await _stored_offsets(shadow, group)
+        short = sorted(p for p, offset in live.items() if offset > held.get(p, 0))
+        if short:
+            # live offsets past the records the topics hold (set by hand): keep them
+            log.warning("live offsets past the topics' end kept for %s", short)
+            await _raise_offsets(shadow, group, {p: live[p] for p in short})
+    live_offsets = projector_offsets_table
+    shadow_offsets = _in_schema(projector_offsets_table, REBUILD_SCHEMA)
+    await connection.execute(
+        insert(shadow_offsets).from_select(
+            [column.name for column in live_offsets.columns],
+            select(live_offsets).where(live_offsets.c.consumer_group != group),
+        )
+    )
+    return tail
+
+
+async def _raise_offsets(
+    shadow: AsyncConnection, group: str, offsets: Mapping[Position, int]
+) -> None:
+    table = projector_offsets_table
+    stmt = pg_insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.consumer_group, table.c.topic, table.c.partition],
+        set_={"next_offset": stmt.excluded.next_offset, "updated_at": func.now()},
+    )
+    await shadow.execute(
+        stmt.values(
+            [
+                {
+                    "consumer_group": group,
+                    "topic": topic,
+                    "partition": partition,
+                    "next_offset": offset,
+                    "updated_at": func.now(),
+                }
+                for (topic, partition), offset in sorted(offsets.items())
+            ]
+        )
     )
 
 
@@ -92,11 +272,9 @@ def _in_schema(table: Table, schema: str) -> Table:
     return table.to_metadata(MetaData(), schema=schema)
 
 
-async def _swap(connection: AsyncConnection, consumer_group: str) -> tuple[int, int]:
+async def _swap(connection: AsyncConnection) -> tuple[int, int]:
     quote = connection.dialect.identifier_preparer.quote
     live_schema = (await connection.execute(text("select current_schema()"))).scalar_one()
-    live = ", ".join(quote(table.name) for table in PROJECTION_TABLES)
-    await connection.execute(text(f"LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"))
 
     shadow_errors = _in_schema(error_logs_table, REBUILD_SCHEMA)
     live_errors = error_logs_table.alias("live_errors")
@@ -112,10 +290,9 @@ async def _swap(connection: AsyncConnection, consumer_group: str) -> tuple[int, 
             )
         )
     )
-    await connection.execute(
-        delete(projector_lag_table).where(projector_lag_table.c.consumer_group == consumer_group)
-    )
 
+    names = ", ".join(quote(table.name) for table in LOCK_ORDER)
+    await connection.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
     await connection.execute(DropSchema(RETIRED_SCHEMA, cascade=True, if_exists=True))
     await connection.execute(CreateSchema(RETIRED_SCHEMA))
     for table in PROJECTION_TABLES:

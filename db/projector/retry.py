@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _TRANSIENT_PREFIXES = ("08", "57P", "53", "40001", "40P01")
 
 
-def _sqlstate(exc: BaseException) -> str | None:
+def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of ``exc`` or of the driver error it wraps."""
     for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
         code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
@@ -40,7 +40,7 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(exc.orig, OSError):
             return True
-    state = _sqlstate(exc)
+    state = sqlstate(exc)
     if state is not None:
         return state.startswith(_TRANSIENT_PREFIXES)
     # asyncpg reports a connection lost mid-query without a SQLSTATE

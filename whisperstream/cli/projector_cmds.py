@@ -36,7 +36,8 @@ def replay(
         bool,
         typer.Option(
             "--rebuild",
-            help="Project every topic from the beginning into fresh tables, then swap them in.",
+            help="Project every topic from the beginning into shadow tables, catch them up "
+            "and swap them in; the projector may keep running.",
         ),
     ] = False,
     from_time: Annotated[
@@ -58,7 +59,8 @@ def replay(
         ),
     ] = None,
 ) -> None:
-    """Replay the topics into Postgres; the projector must be stopped first."""
+    """Replay the topics into Postgres.  --rebuild runs beside the projector; the other two
+    need it stopped first."""
     from db.projector import operations  # noqa: PLC0415 - the service's own imports
 
     chosen = [rebuild, from_time is not None, from_offsets is not None]
@@ -70,7 +72,8 @@ def replay(
         report = operations.run_rebuild(settings)
         console.print(
             f"rebuilt from {report.records} records in {report.partitions} partitions: "
-            f"{report.jobs} jobs, {report.errors} error rows; swapped in",
+            f"{report.jobs} jobs, {report.errors} error rows; swapped in after "
+            f"{report.passes} catch-up passes and {report.tail} records under the lock",
             highlight=False,
         )
         return

@@ -121,7 +121,7 @@ async def test_rebuild_gives_the_live_rows_and_swaps_them_in(
     assert (stats.applied, stats.skipped) == (1, 0)
 
 
-async def test_rebuild_and_replay_refuse_while_the_projector_runs(
+async def test_replay_refuses_while_the_projector_runs(
     fresh_topics: Settings, engine: AsyncEngine, start_projector: StartProjector
 ) -> None:
     config = projector_config(fresh_topics)

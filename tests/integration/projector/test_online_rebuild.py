@@ -1,0 +1,199 @@
+"""``replay --rebuild`` beside the live projector: events keep coming, reads keep being
+taken, and after the swap the tables equal a fold from scratch and the projector goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import migrate
+from db.models import jobs_table, projector_offsets_table, results_table
+from db.projector import operations
+from db.projector.config import ProjectorConfig
+from db.projector.rebuild import build_shadow, swap_in
+from schemas.codec import EventCodec
+from schemas.events import JobStatus
+from tests.integration.projector.helpers import (
+    EventProducer,
+    StartProjector,
+    eventually,
+    projector_config,
+    stored_offsets,
+    table_rows,
+)
+from tests.support.fold_events import at, request, status
+from whisperstream.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def produce_job(producer: EventProducer, settings: Settings, n: int) -> tuple[uuid.UUID, int]:
+    """A job's request and status events (every other one completes); (its id, records)."""
+    job = uuid.uuid4()
+    producer.send(settings.topic_requests_normal, request(job, occurred_at=at(n)))
+    producer.send(settings.topic_status, status(job, occurred_at=at(n + 1), seq=0))
+    if n % 2:
+        return job, 2
+    done = status(job, occurred_at=at(n + 2), seq=1, status=JobStatus.COMPLETED)
+    producer.send(settings.topic_status, done)
+    return job, 3
+
+
+@dataclass
+class Flow:
+    """Jobs produced one after another until stopped."""
+
+    producer: EventProducer
+    settings: Settings
+    jobs: list[uuid.UUID] = field(default_factory=list)
+    records: int = 0
+
+    def produce(self, count: int) -> None:
+        for _ in range(count):
+            job, records = produce_job(self.producer, self.settings, len(self.jobs))
+            self.jobs.append(job)
+            self.records += records
+        self.producer.flush()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.produce(2)
+            await asyncio.sleep(0.05)
+
+
+@dataclass
+class Reads:
+    """Reads of the job ids and the result ids, taken one after another until stopped.
+
+    A job (or result) seen by one read and absent from a later one is a miss."""
+
+    engine: AsyncEngine
+    count: int = 0
+    jobs: set[uuid.UUID] = field(default_factory=set)
+    results: set[uuid.UUID] = field(default_factory=set)
+    misses: list[tuple[int, uuid.UUID]] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            async with self.engine.connect() as connection:
+                jobs = set((await connection.execute(select(jobs_table.c.id))).scalars())
+                results = set((await connection.execute(select(results_table.c.job_id))).scalars())
+            self.count += 1
+            self.misses += [(self.count, job) for job in (self.jobs - jobs)]
+            self.misses += [(self.count, job) for job in (self.results - results)]
+            self.jobs |= jobs
+            self.results |= results
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(*loops: Flow | Reads) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop.run(stop)) for loop in loops]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def folded(engine: AsyncEngine, config: ProjectorConfig, records: int) -> None:
+    async def all_in() -> bool:
+        return sum((await stored_offsets(engine, config.group_id)).values()) >= records
+
+    await eventually(all_in, what=f"{records} records folded")
+
+
+async def test_rebuild_while_the_projector_runs_and_jobs_flow(
+    fresh_topics: Settings,
+    fresh_database_url: str,
+    engine: AsyncEngine,
+    producer: EventProducer,
+    start_projector: StartProjector,
+) -> None:
+    flow = Flow(producer, fresh_topics)
+    flow.produce(150)
+    config = projector_config(fresh_topics, batch_max_events=50)
+    live = await start_projector(config, engine)
+    await folded(engine, config, flow.records)
+    settings = fresh_topics.model_copy(
+        update={"database_url": fresh_database_url, "projector_group_id": config.group_id}
+    )
+
+    reads = Reads(engine)
+    async with running(flow, reads):
+        before = reads.count
+        report = await asyncio.to_thread(operations.run_rebuild, settings)
+        during = reads.count - before
+        # the live projector goes on folding after the swap: a job produced now shows up
+        after_swap = len(flow.jobs)
+
+        async def newer_job_read() -> bool:
+            return any(job in reads.jobs for job in flow.jobs[after_swap + 4 :])
+
+        await eventually(newer_job_read, what="a job produced after the swap")
+    await folded(engine, config, flow.records)
+
+    assert during > 5, "no reads were taken during the rebuild"
+    assert reads.misses == []
+    assert report.records >= 150 * 2
+    assert report.jobs >= 150
+    rows = await table_rows(engine)
+    assert {row["id"] for row in rows["jobs"]} == set(flow.jobs)
+    await asyncio.to_thread(migrate.check, fresh_database_url)
+    assert await live.stop() is not None
+
+    # a fold from scratch by a projector on emptied tables gives the same rows
+    async with engine.begin() as connection:
+        await connection.execute(delete(jobs_table))
+        await connection.execute(delete(projector_offsets_table))
+    again = await start_projector(config, engine)
+    await folded(engine, config, flow.records)
+    await again.stop()
+    assert await table_rows(engine) == rows
+
+
+async def test_swap_folds_what_the_live_projector_had_and_the_shadow_lacked(
+    fresh_topics: Settings,
+    engine: AsyncEngine,
+    producer: EventProducer,
+    codec: EventCodec,
+    start_projector: StartProjector,
+) -> None:
+    flow = Flow(producer, fresh_topics)
+    flow.produce(10)
+    config = projector_config(fresh_topics)
+    live = await start_projector(config, engine)
+    await folded(engine, config, flow.records)
+
+    shadowed, _ = await build_shadow(config, engine, codec)
+    assert shadowed == flow.records
+    flow.produce(6)  # folded by the live projector only: the tail
+    await folded(engine, config, flow.records)
+    expected = await table_rows(engine)
+    offsets = await stored_offsets(engine, config.group_id)
+
+    tail, jobs, _errors = await swap_in(config, engine, codec)
+
+    assert (tail, jobs) == (flow.records - shadowed, 16)
+    assert await table_rows(engine) == expected
+    assert await stored_offsets(engine, config.group_id) == offsets
+    # the live projector neither refolds nor skips anything after the swap
+    applied, skipped = live.stats.applied, live.stats.skipped
+    flow.produce(1)
+    await folded(engine, config, flow.records)
+
+    async def counted() -> bool:
+        return live.stats.applied == applied + 3
+
+    await eventually(counted, what="the live projector's count of the new job")
+    assert live.stats.skipped == skipped
+    assert len((await table_rows(engine))["jobs"]) == 17
