@@ -39,7 +39,8 @@ def test_a_redirect_is_described_as_not_followed() -> None:
     assert describe(AttemptResult(200, 1.0)) is None
 
 
-def test_the_default_schedule_and_the_last_attempt() -> None:
+def test_the_default_schedule_and_the_last_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEBHOOK_RETRY_SCHEDULE", raising=False)
     schedule = load_settings().webhook_retry_delays_s
     assert schedule == (5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0, 21600.0, 43200.0)
     assert retry_delay(1, schedule) == 5
@@ -56,3 +57,18 @@ def test_the_schedule_is_configurable_and_checked() -> None:
     assert load_settings(webhook_retry_schedule="").webhook_retry_delays_s == ()
     with pytest.raises(Exception, match="WEBHOOK_RETRY_SCHEDULE"):
         load_settings(webhook_retry_schedule="5 parsecs")
+
+
+def test_the_delivery_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "WEBHOOK_TIMEOUT_S",
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        "WEBHOOK_CONCURRENCY",
+        "WEBHOOK_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.webhook_timeout_s == 10.0
+    assert settings.webhook_allow_private_networks is False
+    assert settings.webhook_concurrency == 64
+    assert settings.webhook_secret is None
