@@ -19,8 +19,10 @@ from producer_api import (
     routes_events,
     routes_health,
     routes_jobs,
+    routes_media,
     routes_openai,
     routes_transcribe,
+    routes_web,
     routes_webhooks,
 )
 from producer_api.appkeys import (
@@ -65,11 +67,13 @@ def build_operations() -> OperationTable:
         routes_health,
         routes_docs,
         routes_transcribe,
+        routes_media,
         routes_webhooks,
         routes_events,
         routes_jobs,
         routes_admin,
         routes_openai,
+        routes_web,
     )
     for module in modules:
         table.add(*module.operations())

@@ -14,15 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import error_queries
 from db.api_support import projector_last_applied_at
-from db.error_queries import ErrorLogEntry, resolve_error
+from db.error_queries import ErrorLogEntry, get_error, resolve_error
 from db.lag_queries import lag_report, read_projector_lag
 from notifier.store import backlog
+from ops.kafka.dlq import redrive
 from producer_api.appkeys import ENGINE_KEY, HEARTBEATS_KEY, PRODUCER_KEY, SETTINGS_KEY, STORE_KEY
 from producer_api.openapi import Access, Operation, Param, json_body, problem
-from producer_api.problems import not_found, validation_error
-from producer_api.submission import database_unavailable
+from producer_api.problems import ProblemError, not_found, validation_error
+from producer_api.submission import database_unavailable, kafka_unavailable
 from schemas.events import WorkerHeartbeat, utc_now
 from whisperstream.errors import WhisperstreamError
+from whisperstream.kafka_producer import PublishError
 from whisperstream.supervisor.state import read_state
 
 CHECK_TIMEOUT_S = 3.0
@@ -207,10 +209,7 @@ async def list_errors(request: web.Request) -> web.Response:
 
 
 async def resolve_error_entry(request: web.Request) -> web.Response:
-    text_id = request.match_info["error_id"]
-    if not text_id.isdigit():
-        raise not_found(f"no error {text_id!r}")
-    error_id = int(text_id)
+    error_id = _error_id(request)
     try:
         found = await resolve_error(request.app[ENGINE_KEY], error_id, at=utc_now())
     except (SQLAlchemyError, OSError) as exc:
@@ -218,6 +217,39 @@ async def resolve_error_entry(request: web.Request) -> web.Response:
     if not found:
         raise not_found(f"no error {error_id}")
     return web.json_response({"id": error_id, "resolved": True})
+
+
+def _error_id(request: web.Request) -> int:
+    text_id = request.match_info["error_id"]
+    if not text_id.isdigit():
+        raise not_found(f"no error {text_id!r}")
+    return int(text_id)
+
+
+async def redrive_error_entry(request: web.Request) -> web.Response:
+    """Publish the dead letter's request again as a new job (ops/kafka/dlq.py), as
+    `whisperstream dlq redrive` does, and mark the error resolved."""
+    error_id = _error_id(request)
+    engine = request.app[ENGINE_KEY]
+    try:
+        entry = await get_error(engine, error_id)
+        if entry is None:
+            raise not_found(f"no error {error_id}")
+        (outcome,) = await redrive(request.app[SETTINGS_KEY], engine, [entry], dry_run=False)
+    except PublishError as exc:
+        raise kafka_unavailable(exc) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise database_unavailable("the error log cannot be updated") from exc
+    if outcome.new_job_id is None:
+        raise ProblemError(409, "Conflict", outcome.outcome, slug="not-redrivable")
+    return web.json_response(
+        {
+            "id": error_id,
+            "failed_job_id": outcome.failed_job_id,
+            "new_job_id": outcome.new_job_id,
+            "outcome": outcome.outcome,
+        }
+    )
 
 
 _ERROR_SCHEMA = {
@@ -283,6 +315,23 @@ def operations() -> tuple[Operation, ...]:
             responses={
                 200: json_body("Resolved", {"type": "object"}),
                 404: problem("No such error"),
+            },
+        ),
+        Operation(
+            "POST",
+            "/admin/errors/{error_id}/redrive",
+            redrive_error_entry,
+            "Publish a dead letter's request again as a new job and mark the error resolved",
+            "admin",
+            Access.ADMIN,
+            params=(Param("error_id", "path", {"type": "integer"}),),
+            responses={
+                200: json_body(
+                    "Redriven (or already redriven): the new job's id", {"type": "object"}
+                ),
+                404: problem("No such error"),
+                409: problem("The dead letter holds no request to publish again"),
+                503: problem("Kafka or Postgres unavailable"),
             },
         ),
     )

@@ -1,0 +1,269 @@
+"""Issue 15: the web page, driven in a real browser on the running system.
+
+Debian's chromium (installed by `make system-tools`) through Playwright for Python;
+no browser is downloaded. The same run writes the README's screenshots to
+docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+
+from tests.support.audio import JFK_FLAC, repeat
+from tests.support.system import System, UserKey
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DESKTOP: ViewportSize = {"width": 1280, "height": 860}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+JOB_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def user(system: System) -> UserKey:
+    return system.create_key("web-page-user")
+
+
+def _context(browser: Browser, key: str | None, viewport: ViewportSize = DESKTOP) -> BrowserContext:
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    if key is not None:  # signed in as the page itself would be after a sign-in
+        context.add_init_script(f"localStorage.setItem('whisperstream.apiKey', {key!r})")
+    return context
+
+
+@pytest.fixture
+def page(browser: Browser, user: UserKey) -> Iterator[Page]:
+    context = _context(browser, user.key)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_wrong_key_is_refused_and_a_right_one_signs_in(
+    system: System, browser: Browser, user: UserKey
+) -> None:
+    context = _context(browser, None)
+    try:
+        page = context.new_page()
+        page.goto(system.api_url + "/")
+        page.get_by_label("API key").fill("not-a-key")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text("That API key was not accepted")
+        assert page.evaluate("localStorage.getItem('whisperstream.apiKey')") is None
+
+        page.get_by_label("API key").fill(user.key)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+        expect(page.locator("#stream-state")).to_have_text("live")
+        assert page.evaluate("localStorage.getItem('whisperstream.apiKey')") == user.key
+        # a user key sees no admin view
+        expect(page.get_by_role("link", name="Admin")).to_be_hidden()
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_label("API key")).to_be_visible()
+        assert page.evaluate("localStorage.getItem('whisperstream.apiKey')") is None
+    finally:
+        context.close()
+
+
+def test_upload_progress_then_the_transcript_against_the_audio(
+    system: System, page: Page, user: UserKey
+) -> None:
+    page.goto(system.api_url + "/")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    # a slow uplink, so that the upload's progress is seen between empty and full
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 250_000},
+    )
+    page.get_by_label("Word timestamps").check()
+    page.locator("#file-input").set_input_files(str(JFK_FLAC))
+    page.wait_for_function(
+        "() => { const p = document.querySelector('li.upload progress');"
+        " return p !== null && p.value > 0 && p.value < p.max; }"
+    )
+    upload = page.locator("li.upload", has_text=JFK_FLAC.name)
+    expect(upload).to_have_class("upload done", timeout=60_000)
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    job_id = upload.get_attribute("data-job-id")
+    assert job_id
+
+    # the list follows the job live to its end
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    expect(row).to_have_attribute("data-status", "completed", timeout=JOB_TIMEOUT_MS)
+    row.get_by_role("link").click()
+    segments = page.locator("button.segment")
+    expect(segments.first).to_be_visible()
+    expect(page.locator("ol.segments")).to_contain_text("ask not what your country can do for you")
+
+    # the SRT download is the API's own rendering
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="SRT").click()
+    download = download_info.value
+    assert download.suggested_filename == "jfk.srt"
+    with system.http(user.key) as client:
+        api_srt = client.get(f"/transcribe/{job_id}", params={"format": "srt"})
+    assert api_srt.status_code == 200
+    assert Path(download.path()).read_text(encoding="utf-8") == api_srt.text
+
+    # the audio plays from S3 through a presigned URL; a click on a segment seeks to it
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+    duration = page.evaluate("document.querySelector('#player').duration")
+    assert 10 < duration < 12, duration
+    assert segments.count() >= 2
+    second = segments.nth(1)
+    start = float(second.get_attribute("data-start") or "nan")
+    end = float(second.get_attribute("data-end") or "nan")
+    assert start > 1
+    second.click()
+    page.wait_for_function(
+        "([start, end]) => { const t = document.querySelector('#player').currentTime;"
+        " return t >= start - 0.05 && t < end; }",
+        arg=[start, end],
+    )
+    # while it plays, the segment under the play head is the highlighted one
+    page.evaluate("document.querySelector('#player').pause()")
+    page.evaluate(f"document.querySelector('#player').currentTime = {start + 0.1}")
+    expect(second).to_have_attribute("aria-current", "true")
+    _shot(page, "job-desktop")
+    page.set_viewport_size(PHONE)
+    _shot(page, "job-phone")
+
+
+def _drop(page: Page, files: list[tuple[str, str, bytes]]) -> None:
+    """Drop files on the drop zone as a user dragging them from their desktop would."""
+    page.evaluate(
+        """(files) => {
+          const transfer = new DataTransfer();
+          for (const [name, type, b64] of files) {
+            const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            transfer.items.add(new File([data], name, { type }));
+          }
+          const zone = document.querySelector('#drop-zone');
+          zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true }));
+          zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true }));
+        }""",
+        [[name, kind, base64.b64encode(data).decode()] for name, kind, data in files],
+    )
+
+
+def test_a_refused_file_shows_the_problem_while_the_good_one_completes(
+    system: System, page: Page, user: UserKey
+) -> None:
+    notes = b"meeting notes, not audio\n" * 10
+    with system.http(user.key) as client:
+        refused = client.post("/transcribe", files={"file": ("notes.txt", notes, "text/plain")})
+    assert refused.status_code == 415
+    detail = refused.json()["detail"]
+
+    page.goto(system.api_url + "/")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    _drop(
+        page,
+        [("notes.txt", "text/plain", notes), ("speech.flac", "audio/flac", JFK_FLAC.read_bytes())],
+    )
+    bad = page.locator("li.upload[data-file='notes.txt']")
+    expect(bad.get_by_role("alert")).to_have_text(f"Unsupported Media Type: {detail}")
+    good = page.locator("li.upload[data-file='speech.flac']")
+    expect(good).to_have_class("upload done", timeout=60_000)
+    job_id = good.get_attribute("data-job-id")
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    expect(row).to_have_attribute("data-status", "completed", timeout=JOB_TIMEOUT_MS)
+    expect(row.locator("progress")).to_have_js_property("value", 1)
+    _shot(page, "jobs-desktop")
+    page.set_viewport_size(PHONE)
+    _shot(page, "jobs-phone")
+
+
+def test_cancel_a_long_job_from_the_list(
+    system: System, page: Page, user: UserKey, tmp_path: Path
+) -> None:
+    page.goto(system.api_url + "/")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    long_audio = repeat(JFK_FLAC, tmp_path / "long.flac", 20)
+    with httpx.Client(base_url=system.api_url, timeout=60) as client:
+        accepted = client.post(
+            "/transcribe",
+            headers={"Authorization": f"Bearer {user.key}"},
+            files={"file": ("long.flac", long_audio.read_bytes(), "audio/flac")},
+        )
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    # it appears in the list from the event stream, without a reload
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    expect(row).to_be_visible()
+    row.get_by_role("button", name="Cancel long.flac").click()
+    expect(row).to_have_attribute("data-status", "cancelled", timeout=JOB_TIMEOUT_MS)
+    assert system.wait_for_job(job_id)["status"] == "cancelled"
+
+
+def test_the_admin_view_shows_a_worker_with_its_pool_stats(
+    system: System, browser: Browser
+) -> None:
+    with system.http() as client:
+        live = client.get("/admin/health").json()["workers"]["live"]
+    assert live, "no live worker"
+    worker = live[0]
+    context = _context(browser, system.admin_key)
+    try:
+        page = context.new_page()
+        page.goto(system.api_url + "/#/admin")
+        row = page.locator(f"table.workers tr[data-worker-id='{worker['worker_id']}']")
+        expect(row).to_be_visible()
+        hits = int(row.locator("[data-stat='hits']").inner_text())
+        misses = int(row.locator("[data-stat='misses']").inner_text())
+        # the pool had looked up a model for the jobs above; the figures only grow
+        assert hits + misses >= 1
+        assert hits >= worker["model_pool"]["hits"]
+        expect(page.locator("#projector-lag")).to_contain_text("events behind")
+        expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+        _shot(page, "admin-desktop")
+    finally:
+        context.close()
