@@ -4,6 +4,7 @@ by the notifier under `up`; the callback verifies with the key's secret from `ke
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -67,3 +68,32 @@ async def test_a_completed_job_is_called_back_signed_with_its_keys_secret(system
                 time.sleep(0.3)
 
     assert await asyncio.to_thread(recorded) == [(got.webhook_id, "succeeded")]
+
+
+async def test_the_admin_keys_callbacks_are_signed_with_the_secret_up_printed(
+    system: System,
+) -> None:
+    printed = re.search(
+        r"webhook secret of the admin key's callbacks: (whsec_\S+)", system.log_path.read_text()
+    )
+    assert printed is not None
+    receiver = Receiver()
+    await receiver.start()
+    try:
+
+        def submit() -> str:
+            with system.http() as client, JFK_FLAC.open("rb") as audio:
+                response = client.post(
+                    "/transcribe",
+                    files={"file": ("jfk.flac", audio, "audio/flac")},
+                    data={"model": "tiny.en", "callback_url": receiver.to("/admin")},
+                )
+            assert response.status_code == 202, response.text
+            job_id: str = response.json()["job_id"]
+            return job_id
+
+        job_id = await asyncio.to_thread(submit)
+        got = await _wait_for_callback(receiver, "/admin", 300)
+    finally:
+        await receiver.stop()
+    assert Webhook(printed.group(1)).verify(got.body, got.headers)["job_id"] == job_id

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import secrets
 import signal
 import sys
 from types import FrameType
 
+from pydantic import SecretStr
+
+from db.webhook_secrets import new_webhook_secret
 from whisperstream.cli.common import StateDirOption, settings_for
 from whisperstream.cli.stack_cmds import VolatileOption
 from whisperstream.logs import activity_logger, configure_logging
@@ -65,6 +69,16 @@ def up(volatile: VolatileOption = False, state_dir: StateDirOption = None) -> No
         raise SystemExit(code)
 
 
+def _webhook_secret(configured: SecretStr | None, log: logging.Logger) -> str:
+    """WEBHOOK_SECRET, or a new one (printed): it signs the callbacks of the admin key's
+    jobs, whose owner has no secret of its own."""
+    if configured is not None:
+        return configured.get_secret_value()
+    secret = new_webhook_secret()
+    log.info("webhook secret of the admin key's callbacks: %s", secret)
+    return secret
+
+
 def _run(stack: LocalStack, volatile: bool) -> int:
     settings = stack.settings
     log = activity_logger()
@@ -73,11 +87,13 @@ def _run(stack: LocalStack, volatile: bool) -> int:
         log.info("the stack was already running: up supervises only its own services")
     admin_key = settings.whisperstream_admin_key
     key = admin_key.get_secret_value() if admin_key else secrets.token_urlsafe(24)
+    webhook_secret = _webhook_secret(settings.webhook_secret, log)
     state = SupervisorState(stack.state_dir / STATE_FILE)
     terminal_fd = _terminal_fd()
     env = {
         **stack.urls(),
         "WHISPERSTREAM_ADMIN_KEY": key,
+        "WEBHOOK_SECRET": webhook_secret,
         "WHISPERSTREAM_SUPERVISOR_STATE": str(state.path),
     }
     if terminal_fd is not None:
