@@ -84,4 +84,5 @@ def redeliver_cmd(job_id: Annotated[str, typer.Argument(help="The job's id.")]) 
     except RedeliverRefusedError as exc:
         err_console.print(str(exc), highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"{count} delivery of job {job} due now", highlight=False)
+    noun = "delivery" if count == 1 else "deliveries"
+    console.print(f"{count} {noun} of job {job} due now", highlight=False)
