@@ -8,6 +8,7 @@ docs/screenshots/.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,6 +243,42 @@ def test_cancel_a_long_job_from_the_list(
     row.get_by_role("button", name="Cancel long.flac").click()
     expect(row).to_have_attribute("data-status", "cancelled", timeout=JOB_TIMEOUT_MS)
     assert system.wait_for_job(job_id)["status"] == "cancelled"
+
+
+def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
+    system: System, browser: Browser, page: Page, user: UserKey
+) -> None:
+    model = f"missing-{uuid.uuid4().hex[:6]}"
+    with system.http(user.key) as client:
+        accepted = client.post(
+            "/transcribe",
+            data={"model": model},
+            files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
+        )
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    failed = system.wait_for_job(job_id)
+    assert failed["status"] == "failed"
+
+    page.goto(f"{system.api_url}/#/jobs/{job_id}")
+    failure = page.locator("section.failure")
+    expect(failure).to_contain_text(failed["error"]["message"])
+    expect(failure).to_contain_text(f"Attempts: {failed['attempts']}")
+
+    context = _context(browser, system.admin_key)
+    try:
+        admin = context.new_page()
+        admin.goto(system.api_url + "/#/admin")
+        letter = admin.locator("table.errors tr", has=admin.locator(f"a[href='#/jobs/{job_id}']"))
+        expect(letter).to_contain_text(failed["error"]["type"])
+        error_id = letter.get_attribute("data-error-id")
+        letter.get_by_role("button", name="Redrive").click()
+        expect(admin.locator(f"tr[data-error-id='{error_id}']")).to_have_count(0)
+    finally:
+        context.close()
+    with system.http() as client:
+        resolved = client.get("/admin/errors", params={"resolved": "true", "limit": 100}).json()
+    assert int(error_id or 0) in {e["id"] for e in resolved["items"]}
 
 
 def test_the_admin_view_shows_a_worker_with_its_pool_stats(

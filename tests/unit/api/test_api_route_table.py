@@ -20,7 +20,8 @@ def test_every_operation_is_registered_with_and_without_slash() -> None:
     }
     for op in table.operations:
         assert (op.method, op.path) in canonical
-        assert (op.method, op.path + "/") in canonical
+        if op.path != "/":  # the page at / has no second form
+            assert (op.method, op.path + "/") in canonical
     spec = table.spec("t", "1")
     documented = {(m.upper(), p) for p, item in spec["paths"].items() for m in item}
     assert documented == {(op.method, op.path) for op in table.operations}
