@@ -150,11 +150,14 @@ def plain_loop(engine: str, model: str, clips: list[Clip], cache: Path) -> Run:
         warm_up = audio.decode(clips[0].path, MAX_SECONDS)
         transcriber.transcribe(warm_up, request, lambda _d, _t: None)
         texts = []
+        cpu_before = sum(psutil.Process().cpu_times()[:2])
         started = time.perf_counter()
         for clip in clips:
             samples = audio.decode(clip.path, MAX_SECONDS)
             texts.append(transcriber.transcribe(samples, request, lambda _d, _t: None).text)
-        return Run(time.perf_counter() - started, texts, {})
+        seconds = time.perf_counter() - started
+        cpu = sum(psutil.Process().cpu_times()[:2]) - cpu_before
+        return Run(seconds, texts, {"plain loop": cpu})
     finally:
         transcriber.close()
 
@@ -345,11 +348,24 @@ def print_comparisons(rows: list[Compared]) -> None:
             f"{r.ratio:>6.2f}x{r.wer_loop:>9.1%}{r.wer_system:>8.1%}{r.disagreement:>12.1%}"
             f"{r.identical:>3}/{len(r.loop.texts)}"
         )
-    print("CPU seconds per service during each backlog (the machine has 2 CPUs):")
+    print(
+        "CPU seconds per service during each backlog, all services together, and the plain "
+        "loop's (the machine has 2 CPUs; CPU seconds are what a busy machine disturbs least):"
+    )
     names = sorted({name for r in rows for name in r.system.cpu})
-    print(f"{'run':<34}" + "".join(f"{name[:11]:>12}" for name in names))
+    print(
+        f"{'run':<34}"
+        + "".join(f"{name[:11]:>12}" for name in names)
+        + f"{'all':>8}{'loop':>8}{'loop/all':>9}"
+    )
     for r in rows:
-        print(f"{r.config:<34}" + "".join(f"{r.system.cpu.get(n, 0.0):>12.1f}" for n in names))
+        total = sum(r.system.cpu.values())
+        loop = r.loop.cpu.get("plain loop", 0.0)
+        print(
+            f"{r.config:<34}"
+            + "".join(f"{r.system.cpu.get(n, 0.0):>12.1f}" for n in names)
+            + f"{total:>8.1f}{loop:>8.1f}{loop / total:>8.2f}x"
+        )
 
 
 def figures_of(rows: list[Compared]) -> list[Figure]:
@@ -369,6 +385,11 @@ def figures_of(rows: list[Compared]) -> list[Figure]:
                 None if target is None else "<= loop + 1",
             ),
             Figure(f"{r.config}: system vs loop transcripts (WER)", 100 * r.disagreement, "%"),
+            Figure(
+                f"{r.config}: plain loop CPU / whole system CPU",
+                r.loop.cpu.get("plain loop", 0.0) / sum(r.system.cpu.values()),
+                "x",
+            ),
             *(
                 Figure(f"{r.config}: CPU, {name}", seconds, "s")
                 for name, seconds in sorted(r.system.cpu.items())

@@ -41,7 +41,13 @@ from stream_workers.engines.base import (
     TranscriptResult,
 )
 from stream_workers.engines.decoding import Decoding
-from stream_workers.engines.windows import Window, WindowTranscript, assemble, cut_windows
+from stream_workers.engines.windows import (
+    Window,
+    WindowTranscript,
+    assemble,
+    cut_windows,
+    follow_up,
+)
 from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError
 from stream_workers.pool import ModelPool
 
@@ -113,6 +119,9 @@ class _Job:
         self.group = group
         self.duration = duration
         self.transcripts: list[WindowTranscript | None] = [None] * len(windows)
+        # a follow-up window is decoded with the text before it as its prompt, as one-at-a-
+        # time decoding conditions its next window on the previous text
+        self.requests: list[TranscribeRequest] = [group.request] * len(windows)
         self.total_s = sum(window.seconds for window in windows)
         self.done_s = 0.0
         self.used: ModelKey = group.key
@@ -120,6 +129,13 @@ class _Job:
     @property
     def finished(self) -> bool:
         return self.future.done()
+
+    def _prompted(self, before: WindowTranscript) -> TranscribeRequest:
+        request = self.group.request
+        said = "".join(segment.text for segment in before.segments).strip()
+        prompt = " ".join(p for p in (request.decoding.initial_prompt, said) if p)
+        decoding = dataclasses.replace(request.decoding, initial_prompt=prompt or None)
+        return dataclasses.replace(request, decoding=decoding)
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
@@ -132,18 +148,28 @@ class _Job:
         except Exception as exc:  # noqa: BLE001 - the callback's way of stopping the job
             self.fail(exc)
 
-    def record(self, index: int, transcript: WindowTranscript, used: ModelKey) -> None:
+    def record(self, index: int, transcript: WindowTranscript, used: ModelKey) -> int | None:
+        """Keep a window's transcript; returns the index of a follow-up window to decode
+        when the window's decoding stopped short of its end (see `follow_up`)."""
         if self.finished:
-            return
+            return None
         self.transcripts[index] = transcript
         self.done_s += self.windows[index].seconds
         if used != self.group.key:
             self.used = used  # an out-of-memory fallback served some of its windows
+        rest = follow_up(self.windows[index], transcript)
+        if rest is not None:
+            self.windows.append(rest)
+            self.transcripts.append(None)
+            self.requests.append(self._prompted(transcript))
+            self.total_s += rest.seconds
+            return len(self.windows) - 1
         if all(t is not None for t in self.transcripts):
             done = [t for t in self.transcripts if t is not None]
             language = self.group.request.language or "en"
             result = assemble(self.windows, done, language=language, duration=self.duration)
             self.future.set_result((result, self.used))
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +180,10 @@ class _Item:
     @property
     def sort_key(self) -> tuple[int, int, int, int]:
         return (self.job.rank, self.job.order + self.index, self.job.order, self.index)
+
+    @property
+    def request(self) -> TranscribeRequest:
+        return self.job.requests[self.index]
 
 
 class _Lane:
@@ -174,8 +204,14 @@ class _Lane:
         return list({id(item.job): item.job for item in self.queue}.values())
 
     def take(self, count: int) -> list[_Item]:
+        """The next batch: the first window in order, and the next ones decoded alike."""
         self.queue.sort(key=lambda item: item.sort_key)
-        batch, self.queue = self.queue[:count], self.queue[count:]
+        if not self.queue:
+            return []
+        request = self.queue[0].request
+        batch = [item for item in self.queue if item.request == request][:count]
+        taken = {id(item) for item in batch}
+        self.queue = [item for item in self.queue if id(item) not in taken]
         return batch
 
 
@@ -303,7 +339,7 @@ class WindowBatcher:
                 lane.drop_finished()
                 batch = lane.take(self._batch_size)
                 if batch:
-                    await self._decode(lane.group, batch)
+                    await self._decode(lane, batch)
                     for job in {id(item.job): item.job for item in batch}.values():
                         if not job.finished:
                             job.check()  # progress, and a cancel seen at once
@@ -328,11 +364,12 @@ class WindowBatcher:
                 await asyncio.wait_for(lane.arrived.wait(), remaining)
             lane.drop_finished()
 
-    async def _decode(self, group: BatchGroup, batch: Sequence[_Item]) -> None:
+    async def _decode(self, lane: _Lane, batch: Sequence[_Item]) -> None:
+        group = lane.group
         windows = [item.job.windows[item.index].samples for item in batch]
 
         def work(model: Transcriber) -> list[WindowTranscript]:
-            return model.transcribe_windows(windows, group.request)
+            return model.transcribe_windows(windows, batch[0].request)
 
         def run() -> tuple[list[WindowTranscript], ModelKey]:
             return self._pool.run(group.key, self._acquire_timeout_s, work)
@@ -357,13 +394,15 @@ class WindowBatcher:
                 exc,
             )
             for job in jobs.values():
-                await self._decode(group, [item for item in batch if item.job is job])
+                await self._decode(lane, [item for item in batch if item.job is job])
             return
         self._batches += 1
         self._windows += len(batch)
         self._largest = max(self._largest, len(batch))
         for item, transcript in zip(batch, transcripts, strict=True):
-            item.job.record(item.index, transcript, used)
+            more = item.job.record(item.index, transcript, used)
+            if more is not None:
+                lane.queue.append(_Item(item.job, more))
 
     @staticmethod
     def _fail(batch: Sequence[_Item], exc: BaseException) -> None:

@@ -19,7 +19,12 @@ from stream_workers.engines.base import (
 )
 from stream_workers.engines.base import Segment as OurSegment
 from stream_workers.engines.decoding import faster_whisper_arguments
-from stream_workers.engines.windows import WINDOW_SAMPLES, WINDOW_SECONDS, WindowTranscript
+from stream_workers.engines.windows import (
+    WINDOW_SAMPLES,
+    WINDOW_SECONDS,
+    WindowTranscript,
+    split_at_timestamps,
+)
 from stream_workers.errors import InvalidOptionsError
 
 # Batching only pays off once there is more than one 30 s window to batch.
@@ -49,7 +54,7 @@ class FasterWhisperTranscriber:
         self._batch_size = batch_size
         self._batched = BatchedInferencePipeline(self._model) if batch_size > 1 else None
         # decodes windows of many jobs together (stream_workers/batching.py)
-        self._windows = BatchedInferencePipeline(self._model)
+        self._windows = _windows_pipeline(self._model)
 
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
@@ -129,6 +134,7 @@ class FasterWhisperTranscriber:
             "word_timestamps": False,
         }
         try:
+            self._windows.decoded = []
             segments, _ = self._windows.transcribe(slots, **kwargs)
             per_window: list[list[OurSegment]] = [[] for _ in windows]
             frames_per_window = WINDOW_SECONDS * self._model.frames_per_second
@@ -148,9 +154,42 @@ class FasterWhisperTranscriber:
                 )
         except ValueError as exc:
             raise InvalidOptionsError(str(exc)) from exc
-        return [WindowTranscript(tuple(found)) for found in per_window]
+        # where each window's decoding stopped short, by the rule of one-at-a-time decoding
+        timestamp_begin = self._windows.timestamp_begin
+        resumes = [
+            split_at_timestamps(tokens, timestamp_begin, len(window) / SAMPLE_RATE)[1]
+            for tokens, window in zip(self._windows.decoded, windows, strict=True)
+        ]
+        return [
+            WindowTranscript(tuple(found), resume)
+            for found, resume in zip(per_window, resumes, strict=True)
+        ]
 
     def close(self) -> None:
         self._batched = None
         del self._windows
         del self._model
+
+
+def _windows_pipeline(model: Any) -> Any:
+    """faster-whisper's batched pipeline, keeping each window's decoded tokens.
+
+    The pipeline turns tokens into segments and drops what tells whether a window's
+    decoding stopped short of its end; the tokens say it (`split_at_timestamps`).
+    """
+    from faster_whisper import BatchedInferencePipeline  # noqa: PLC0415
+
+    class WindowsPipeline(BatchedInferencePipeline):  # type: ignore[misc]
+        decoded: list[list[int]]
+        timestamp_begin: int
+
+        def generate_segment_batched(self, features: Any, tokenizer: Any, options: Any) -> Any:
+            encoder_output, outputs = super().generate_segment_batched(features, tokenizer, options)
+            self.timestamp_begin = tokenizer.timestamp_begin
+            self.decoded.extend(list(output["tokens"]) for output in outputs)
+            return encoder_output, outputs
+
+    pipeline = WindowsPipeline(model)
+    pipeline.decoded = []
+    pipeline.timestamp_begin = 0
+    return pipeline

@@ -19,13 +19,11 @@ from stream_workers.engines.base import (
 )
 from stream_workers.engines.decoding import BEST_OF, openai_whisper_arguments
 from stream_workers.engines.vad import keep_speech
-from stream_workers.engines.windows import WindowTranscript
+from stream_workers.engines.windows import WindowTranscript, split_at_timestamps
 from stream_workers.errors import InvalidOptionsError
 from stream_workers.models.convert import ALIGNMENT_HEADS_KEY
 
 WINDOW_SECONDS = 30.0
-TIME_PRECISION = 0.02
-"""Seconds per timestamp token."""
 
 
 def default_compute_type(device: str) -> str:
@@ -146,25 +144,26 @@ class OpenAIWhisperTranscriber:
             raise InvalidOptionsError(str(exc)) from exc
         out = []
         for window, result in zip(windows, results, strict=True):
-            spans = _split_at_timestamps(result.tokens, tokenizer.timestamp_begin)
             duration = len(window) / SAMPLE_RATE
-            out.append(
-                WindowTranscript(
-                    tuple(
-                        Segment(
-                            id=index,
-                            # the mel is padded to 30 s: times may point into the padding
-                            start=min(start, duration),
-                            end=duration if end is None else min(end, duration),
-                            text=tokenizer.decode(tokens),
-                            tokens=tuple(tokens),
-                            avg_logprob=float(result.avg_logprob),
-                            no_speech_prob=float(result.no_speech_prob),
-                        )
-                        for index, (start, end, tokens) in enumerate(spans)
-                    )
-                )
+            spans, resume_at = split_at_timestamps(
+                result.tokens, tokenizer.timestamp_begin, duration
             )
+            segments = tuple(
+                Segment(
+                    id=index,
+                    # the mel is padded to 30 s: times may point into the padding
+                    start=min(span.start, duration),
+                    end=min(span.end, duration),
+                    text=tokenizer.decode(
+                        [t for t in span.tokens if t < tokenizer.timestamp_begin]
+                    ),
+                    tokens=span.tokens,
+                    avg_logprob=float(result.avg_logprob),
+                    no_speech_prob=float(result.no_speech_prob),
+                )
+                for index, span in enumerate(spans)
+            )
+            out.append(WindowTranscript(segments, resume_at))
         return out
 
     def close(self) -> None:
@@ -232,29 +231,6 @@ def _segment(raw: dict[str, Any], with_words: bool) -> Segment:
         no_speech_prob=float(raw["no_speech_prob"]),
         words=words,
     )
-
-
-def _split_at_timestamps(
-    tokens: Sequence[int], timestamp_begin: int
-) -> list[tuple[float, float | None, list[int]]]:
-    """(start, end, text tokens) between timestamp tokens; a last segment that never
-    closed ends with the window (end None)."""
-    spans: list[tuple[float, float | None, list[int]]] = []
-    start: float | None = None
-    text: list[int] = []
-    for token in tokens:
-        if token < timestamp_begin:
-            text.append(token)
-            continue
-        moment = (token - timestamp_begin) * TIME_PRECISION
-        if start is not None and text:
-            spans.append((start, moment, text))
-            text, start = [], None
-        else:
-            start = moment
-    if text:
-        spans.append((start or 0.0, None, text))
-    return spans
 
 
 def _batched_task(model: Any, options: Any) -> Any:

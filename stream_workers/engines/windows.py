@@ -21,6 +21,8 @@ from stream_workers.engines.decoding import LOG_PROB_THRESHOLD, NO_SPEECH_THRESH
 
 WINDOW_SECONDS = 30.0
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)
+MIN_FOLLOW_UP_S = 0.1
+"""A window's rest shorter than this is not decoded again (nothing to hear in it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +38,63 @@ class Window:
         return len(self.samples) / SAMPLE_RATE
 
 
+TIME_PRECISION = 0.02
+"""Seconds per Whisper timestamp token."""
+
+
 @dataclass(frozen=True, slots=True)
 class WindowTranscript:
     """What a batched model call gives back for one window: times from the window's start."""
 
     segments: tuple[Segment, ...]
+    resume_at: float | None = None
+    """Where the decoder stopped short of the window's end with a segment left unfinished
+    (it was dropped): one-at-a-time decoding moves its next window here, and so does
+    batching (a follow-up window from here to the window's end). None: all consumed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpan:
+    start: float
+    end: float
+    tokens: tuple[int, ...]
+    """Text tokens and the span's timestamp tokens."""
+
+
+def split_at_timestamps(
+    tokens: Sequence[int], timestamp_begin: int, seconds: float
+) -> tuple[list[TokenSpan], float | None]:
+    """A window's decoded tokens as segments, and where to resume (None: nowhere).
+
+    The rule both engines apply one window at a time: a segment is closed by two
+    timestamps in a row; text after the last such pair is an unfinished segment, dropped
+    and decoded again from its start, unless the tokens end with a single timestamp
+    (nothing more was said). Without any pair, the whole window is one segment.
+    """
+
+    def time_of(token: int) -> float:
+        return (token - timestamp_begin) * TIME_PRECISION
+
+    single_ending = len(tokens) >= 2 and tokens[-2] < timestamp_begin <= tokens[-1]
+    pairs = [
+        i
+        for i in range(1, len(tokens))
+        if tokens[i] >= timestamp_begin and tokens[i - 1] >= timestamp_begin
+    ]
+    if not pairs:
+        stamps = [t for t in tokens if t >= timestamp_begin]
+        end = time_of(stamps[-1]) if stamps and stamps[-1] != timestamp_begin else seconds
+        return [TokenSpan(0.0, min(end, seconds), tuple(tokens))], None
+    cuts = [*pairs, len(tokens)] if single_ending else pairs
+    spans = []
+    last = 0
+    for cut in cuts:
+        piece = tokens[last:cut]
+        spans.append(TokenSpan(time_of(piece[0]), time_of(piece[-1]), tuple(piece)))
+        last = cut
+    if single_ending:
+        return spans, None
+    return spans, time_of(tokens[last - 1])
 
 
 def cut_windows(samples: Samples, *, vad_filter: bool) -> list[Window]:
@@ -82,6 +136,15 @@ def is_silence(transcript: WindowTranscript) -> bool:
     return first.no_speech_prob > NO_SPEECH_THRESHOLD and first.avg_logprob < LOG_PROB_THRESHOLD
 
 
+def follow_up(window: Window, transcript: WindowTranscript) -> Window | None:
+    """The rest of `window` after where its decoding stopped short, if any is left."""
+    resume = transcript.resume_at
+    if resume is None or resume <= 0 or window.seconds - resume < MIN_FOLLOW_UP_S:
+        return None
+    start = round(resume * SAMPLE_RATE)
+    return Window(window.offset + resume, window.samples[start:])
+
+
 def assemble(
     windows: Sequence[Window],
     transcripts: Sequence[WindowTranscript],
@@ -91,7 +154,8 @@ def assemble(
 ) -> TranscriptResult:
     """One job's transcript from its windows' transcripts, on the job's own timeline."""
     segments: list[Segment] = []
-    for window, transcript in zip(windows, transcripts, strict=True):
+    pairs = sorted(zip(windows, transcripts, strict=True), key=lambda pair: pair[0].offset)
+    for window, transcript in pairs:
         if is_silence(transcript):
             continue
         for segment in transcript.segments:

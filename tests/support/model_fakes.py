@@ -104,6 +104,8 @@ class ScriptedModel:
         self.batches: list[list[float]] = []
         self.before_batch: Callable[[Sequence[Samples]], object] | None = None
         self.poisoned: Callable[[Samples], bool] = lambda _window: False
+        self.stops_short: Callable[[float], float | None] = lambda _seconds: None
+        """Where a window of so many seconds stops short of its end (its `resume_at`)."""
 
     def transcribe(
         self, audio: Samples, request: TranscribeRequest, on_segment: SegmentCallback
@@ -132,12 +134,13 @@ class ScriptedModel:
             raise ValueError("a poisoned window")
         seconds = [len(window) / SAMPLE_RATE for window in windows]
         self.batches.append(seconds)
-        return [
-            WindowTranscript(
-                (Segment(0, 0.0, length, f" window of {length:.1f}s", (1,), -0.1, 0.0),)
-            )
-            for length in seconds
-        ]
+        out = []
+        for length in seconds:
+            stop = self.stops_short(length)
+            end = length if stop is None else stop
+            segment = Segment(0, 0.0, end, f" window of {length:.1f}s", (1,), -0.1, 0.0)
+            out.append(WindowTranscript((segment,), stop))
+        return out
 
     def close(self) -> None:
         return None

@@ -296,6 +296,20 @@ async def test_out_of_memory_in_a_batch_falls_back_to_the_smaller_model() -> Non
     assert pool.fallbacks() == [(BASE, TINY)]
 
 
+async def test_a_window_that_stopped_short_is_finished_with_the_text_before_it_as_prompt(
+    bench: MakeBench,
+) -> None:
+    b = bench(batch_size=4)
+    b.model.stops_short = lambda seconds: 6.0 if seconds == 9.0 else None
+    result, _ = await b.job(9.0)
+    assert b.model.batches == [[9.0], [3.0]]  # the rest, from where decoding stopped
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 6.0), (6.0, 9.0)]
+    assert result.text == "window of 9.0s window of 3.0s"
+    first, rest = b.model.requests
+    assert first.decoding.initial_prompt is None
+    assert rest.decoding.initial_prompt == "window of 9.0s"
+
+
 async def test_progress_is_reported_per_window_and_memory_figures_are_kept(
     bench: MakeBench,
 ) -> None:
