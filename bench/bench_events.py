@@ -53,19 +53,33 @@ class Streams:
     failed: int = 0
     received: dict[int, int] = field(default_factory=dict)
     latencies_s: list[float] = field(default_factory=list)
+    """Arrival minus the event's occurred_at (taken just before it was produced)."""
+    arrivals: list[tuple[int, float]] = field(default_factory=list)
+    acks: dict[int, float] = field(default_factory=dict)
+    """When the broker acknowledged each event (by seq): from then on it can be read."""
     complete: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def record(self, index: int, latency_s: float) -> None:
+    def record(self, index: int, seq: int, arrived: float, latency_s: float) -> None:
+        self.arrivals.append((seq, arrived))
         self.latencies_s.append(latency_s)
         self.received[index] = self.received.get(index, 0) + 1
         if len(self.latencies_s) >= self.expected:
             self.complete.set()
 
+    def after_ack(self, p: float) -> float:
+        """The p-th percentile of arrival minus the broker's acknowledgement, in ms: the
+        feed's and the stream's share, without the producer's."""
+        return _percentile([t - self.acks[seq] for seq, t in self.arrivals if seq in self.acks], p)
+
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_s)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+        return _percentile(self.latencies_s, p)
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,7 @@ async def _read_stream(
                 if data.get("seq") is None:  # a state event, not one this bench produced
                     continue
                 sent = datetime.fromisoformat(data["occurred_at"]).timestamp()
-                results.record(index, arrived - sent)
+                results.record(index, int(data["seq"]), arrived, arrived - sent)
     except (aiohttp.ClientError, asyncio.CancelledError):
         return
 
@@ -133,7 +147,9 @@ def _status(job_id: str, seq: int) -> JobStatusChanged:
     )
 
 
-async def _produce(system: System, job_ids: list[str], rate_per_s: float) -> None:
+async def _produce(
+    system: System, job_ids: list[str], rate_per_s: float, acks: dict[int, float]
+) -> None:
     settings = system.settings
     producer = KafkaProducer.from_settings(settings, client_id="bench-events")
     await producer.start()
@@ -141,16 +157,17 @@ async def _produce(system: System, job_ids: list[str], rate_per_s: float) -> Non
     try:
         started = time.monotonic()
         sends = []
+
+        async def send(job_id: str, event: JobStatusChanged) -> None:
+            await producer.send(settings.topic_status, job_id, codec.encode(event))
+            acks[event.seq] = time.time()
+
         for index, job_id in enumerate(job_ids):
             due = started + index / rate_per_s
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             # the time is taken as the event is handed to the producer
             event = _status(job_id, index + 1)
-            sends.append(
-                asyncio.create_task(
-                    producer.send(settings.topic_status, job_id, codec.encode(event))
-                )
-            )
+            sends.append(asyncio.create_task(send(job_id, event)))
         await asyncio.gather(*sends)
     finally:
         await producer.close()
@@ -171,7 +188,7 @@ async def _hold(
     *,
     name: str,
     urls: list[str],
-    produce: Callable[[], Awaitable[None]],
+    produce: Callable[[dict[int, float]], Awaitable[None]],
     deliveries_per_stream: list[int],
     headers: dict[str, str],
 ) -> StreamCase:
@@ -202,7 +219,7 @@ async def _hold(
                 batch.append(opened)
             await asyncio.wait([asyncio.create_task(e.wait()) for e in batch], timeout=30)
         await asyncio.sleep(1.0)
-        await produce()
+        await produce(results.acks)
         expected = results.expected
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(results.complete.wait(), 60)
@@ -227,7 +244,7 @@ async def fan_out(system: System, streams: int, events: int, rate: float) -> Str
         system,
         name="every event to every stream (/jobs/events)",
         urls=[url] * streams,
-        produce=lambda: _produce(system, job_ids, rate),
+        produce=lambda acks: _produce(system, job_ids, rate, acks),
         deliveries_per_stream=[events] * streams,
         headers={"Authorization": f"Bearer {system.admin_key}"},
     )
@@ -252,7 +269,7 @@ async def one_job_each(system: System, streams: int, rate: float) -> StreamCase:
         system,
         name="one job per stream (/transcribe/{id}/events)",
         urls=[f"{system.api_url}/transcribe/{job_id}/events" for job_id in job_ids],
-        produce=lambda: _produce(system, job_ids, rate),
+        produce=lambda acks: _produce(system, job_ids, rate, acks),
         deliveries_per_stream=[1] * streams,
         headers={"Authorization": f"Bearer {system.admin_key}"},
     )
@@ -354,19 +371,24 @@ def _load() -> str:
 
 def print_streams(cases: list[StreamCase]) -> None:
     print(
-        f"| {'case':<45} | streams | held | events | deliveries | p50 ms | p99 ms | "
-        "API RSS MB | API CPU s | client CPU s |"
+        "event latency: arrival minus occurred_at (set as the event is handed to the "
+        "producer); 'ack': arrival minus the broker's acknowledgement"
     )
     print(
-        f"|{'-' * 47}|---------|------|--------|------------|--------|--------|------------"
-        "|-----------|--------------|"
+        f"| {'case':<45} | streams | held | events | deliveries | p50 ms | p99 ms | "
+        "p50 ack | p99 ack | API RSS MB | API CPU s | client CPU s |"
+    )
+    print(
+        f"|{'-' * 47}|---------|------|--------|------------|--------|--------|---------"
+        "|---------|------------|-----------|--------------|"
     )
     for c in cases:
         r = c.result
         print(
             f"| {c.name:<45} | {c.streams:>7} | {c.held:>4} | {c.events:>6} "
             f"| {len(r.latencies_s):>5}/{c.deliveries_expected:<5}"
-            f"| {r.percentile(50):>6.1f} | {r.percentile(99):>6.1f} | {c.api_rss_mb:>10.0f} "
+            f"| {r.percentile(50):>6.1f} | {r.percentile(99):>6.1f} "
+            f"| {r.after_ack(50):>7.1f} | {r.after_ack(99):>7.1f} | {c.api_rss_mb:>10.0f} "
             f"| {c.api_cpu_s:>9.1f} | {c.client_cpu_s:>12.1f} |"
         )
 
@@ -413,9 +435,11 @@ def main() -> int:
     openai_added = statistics.median(rows[0].added_ms)
     held = min(fan.held, each.held)
     p99 = max(fan.result.percentile(99), each.result.percentile(99))
+    acked_p99 = max(fan.result.after_ack(99), each.result.after_ack(99))
     print(
         f"targets: >= 1,000 streams held: {'met' if held >= 1000 else 'NOT met'} ({held}); "
-        f"p99 event latency < 500 ms: {'met' if p99 < 500 else 'NOT met'} ({p99:.0f} ms); "
+        f"p99 event latency < 500 ms: {'met' if p99 < 500 else 'NOT met'} ({p99:.0f} ms; "
+        f"after the broker's ack {acked_p99:.0f} ms); "
         f"OpenAI added latency < 150 ms: {'met' if openai_added < 150 else 'NOT met'} "
         f"({openai_added:.0f} ms, of which the worker's pickup "
         f"{statistics.median(rows[0].queued_ms):.0f} ms and the endpoint's own path "
@@ -429,6 +453,8 @@ def main() -> int:
             Figure("fan-out event latency p99", fan.result.percentile(99), "ms", "< 500"),
             Figure("one-job streams event latency p50", each.result.percentile(50), "ms"),
             Figure("one-job streams event latency p99", each.result.percentile(99), "ms", "< 500"),
+            Figure("fan-out latency after the broker's ack p99", fan.result.after_ack(99), "ms"),
+            Figure("one-job latency after the broker's ack p99", each.result.after_ack(99), "ms"),
             Figure("API RSS with the streams open", max(fan.api_rss_mb, each.api_rss_mb), "MB"),
             Figure("OpenAI endpoint added latency (jfk.flac)", openai_added, "ms", "< 150"),
             Figure(
