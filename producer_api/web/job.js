@@ -37,7 +37,7 @@ function facts(job) {
     ["Status", statusBadge(job.status)],
     ["File", `${job.original_filename || "–"} (${bytes(job.size_bytes)})`],
     ["Model", job.model_used || job.model || "–"],
-    ["Engine", job.engine || "–"],
+    ["Engine", job.result?.engine || job.engine || "server default"],
     ["Language", job.result?.language || job.language || "detect"],
     ["Task", job.task || "–"],
     ["Priority", job.priority || "–"],
