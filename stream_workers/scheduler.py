@@ -49,6 +49,10 @@ class SlotScheduler:
         self._idle.set()
 
     @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
     def in_use(self) -> int:
         return self._slots - self._free
 

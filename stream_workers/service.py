@@ -355,7 +355,8 @@ class WorkerService:
             loaded_models=self.pool.loaded(),
             pool=self.pool.stats(),
             in_flight=self.scheduler.in_use,
-            concurrency=self.settings.worker_concurrency,
+            # jobs it takes at once: more than WORKER_CONCURRENCY while batching
+            concurrency=self.scheduler.slots,
             processed=self._counts.processed,
             failed=self._counts.failed,
         )

@@ -72,6 +72,8 @@ def test_a_job_completes_with_its_result_document_and_heartbeats(
     assert document["segments"]
     assert beats[0].pool.loads >= 1
     assert beats[0].loaded_models == ["faster-whisper/tiny.en/int8"]
+    # jobs taken at once while batching: BATCH_MAX_JOBS, by default 2 x WHISPER_BATCH_SIZE
+    assert beats[0].concurrency == 16
 
 
 def test_high_priority_job_overtakes_a_normal_backlog(
