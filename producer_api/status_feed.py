@@ -124,6 +124,8 @@ class StatusFeed:
         self._batches: asyncio.Queue[list[_Raw]] = asyncio.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._read_positions: Cursor = {}
+        """The reader thread's own: the next offset of each partition it has read."""
         self._dispatcher: asyncio.Task[None] | None = None
         self.error: str | None = None
         self.dropped = 0
@@ -283,6 +285,16 @@ class StatusFeed:
     # -- the reader thread ------------------------------------------------------------
 
     def _read(self) -> None:
+        # A reader that fails starts again where it stopped, so no stream misses a record.
+        while not self._stop.is_set():
+            try:
+                self._read_until_stopped()
+            except Exception as exc:  # the streams report it; the API keeps serving
+                log.exception("the status feed failed; reading again in 2 s")
+                self.error = f"the status topic cannot be read: {exc}"
+                self._stop.wait(2.0)
+
+    def _read_until_stopped(self) -> None:
         consumer = Consumer(
             self._kafka.client_config(
                 **{
@@ -310,16 +322,21 @@ class StatusFeed:
                     if message.error() is not None:
                         continue
                     event = self._decode(message)
-                    batch.append((message.partition() or 0, message.offset() or 0, event))
+                    partition, offset = message.partition() or 0, message.offset() or 0
+                    self._read_positions[partition] = offset + 1
+                    batch.append((partition, offset, event))
                 if batch:
                     self._hand_over(batch)
-        except Exception as exc:  # the streams report it; the API keeps serving
-            log.exception("the status feed stopped")
-            self.error = f"the status topic cannot be read: {exc}"
         finally:
             consumer.close()
 
     def _assign(self, consumer: Consumer) -> bool:
+        if self._read_positions:  # reading again after a failure: from where it stopped
+            consumer.assign(
+                [TopicPartition(self._topic, p, o) for p, o in self._read_positions.items()]
+            )
+            self.error = None
+            return True
         try:
             metadata = consumer.list_topics(self._topic, timeout=5)
             found = metadata.topics.get(self._topic)
@@ -335,6 +352,7 @@ class StatusFeed:
             self.error = f"the end of the status topic {self._topic} is unknown"
             return False
         start = {p: end or 0 for (_, p), end in ends.items()}
+        self._read_positions = dict(start)
         consumer.assign([TopicPartition(self._topic, p, o) for p, o in start.items()])
         loop = self._loop
         if loop is not None:

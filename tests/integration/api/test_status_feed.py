@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,32 @@ async def test_a_resuming_subscription_never_gets_what_its_cursor_has(
         assert _seqs(await _take(subscription, 2)) == [(JOB_A, 3), (JOB_A, 4)]
     finally:
         await feed.stop()
+
+
+class _FailsOnce(EventCodec):
+    """A codec whose first decode raises something unexpected (not UndecodableEvent)."""
+
+    failed = False
+
+    def decode(self, value: bytes, kind: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("an unexpected failure inside the reader")
+        return super().decode(value, kind)
+
+
+async def test_a_reader_that_fails_reads_again_from_where_it_stopped(
+    fresh_topics: Settings, codec: EventCodec
+) -> None:
+    flaky = _FailsOnce()
+    with flaky:
+        feed = await _feed(fresh_topics, flaky)
+        try:
+            everything = feed.subscribe_jobs(None)
+            events = [_event(JOB_A, n) for n in range(1, 4)]
+            await _publish(fresh_topics, codec, events)
+            assert _seqs(await _take(everything, 3)) == [(JOB_A, 1), (JOB_A, 2), (JOB_A, 3)]
+            assert flaky.failed
+            assert await everything.next(0.5) is None  # nothing twice
+        finally:
+            await feed.stop()
