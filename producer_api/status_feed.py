@@ -322,11 +322,13 @@ class StatusFeed:
                     if message.error() is not None:
                         continue
                     event = self._decode(message)
-                    partition, offset = message.partition() or 0, message.offset() or 0
-                    self._read_positions[partition] = offset + 1
-                    batch.append((partition, offset, event))
+                    batch.append((message.partition() or 0, message.offset() or 0, event))
                 if batch:
                     self._hand_over(batch)
+                    # only what was handed over counts as read: a failure inside a batch
+                    # reads the whole batch again
+                    for partition, offset, _ in batch:
+                        self._read_positions[partition] = offset + 1
         finally:
             consumer.close()
 
