@@ -35,11 +35,14 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import MetaData, Table, and_, func, insert, select, text, update
+from sqlalchemy import MetaData, Table, cast, func, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import CreateSchema, DropSchema
+from sqlalchemy.sql.elements import ColumnElement
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random
 
 from db.errors import RebuildRunningError
@@ -276,20 +279,7 @@ async def _swap(connection: AsyncConnection) -> tuple[int, int]:
     quote = connection.dialect.identifier_preparer.quote
     live_schema = (await connection.execute(text("select current_schema()"))).scalar_one()
 
-    shadow_errors = _in_schema(error_logs_table, REBUILD_SCHEMA)
-    live_errors = error_logs_table.alias("live_errors")
-    await connection.execute(
-        update(shadow_errors)
-        .values(resolved=live_errors.c.resolved, resolved_at=live_errors.c.resolved_at)
-        .where(
-            and_(
-                shadow_errors.c.source_topic == live_errors.c.source_topic,
-                shadow_errors.c.source_partition == live_errors.c.source_partition,
-                shadow_errors.c.source_offset == live_errors.c.source_offset,
-                live_errors.c.resolved,
-            )
-        )
-    )
+    await _carry_error_rows(connection, live_schema)
 
     names = ", ".join(quote(table.name) for table in LOCK_ORDER)
     await connection.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
@@ -309,6 +299,42 @@ async def _swap(connection: AsyncConnection) -> tuple[int, int]:
     jobs = await _count(connection, jobs_table)
     errors = await _count(connection, error_logs_table)
     return jobs, errors
+
+
+async def _carry_error_rows(connection: AsyncConnection, live_schema: str) -> None:
+    """Give each shadow error row the id and resolved state of the live row from the same
+    source position, so that ids an operator holds stay valid; rows the live tables lack
+    take ids from the live sequence.  Negative ids in between keep the primary key
+    unique at every row of these updates."""
+    shadow = _in_schema(error_logs_table, REBUILD_SCHEMA)
+    live = _in_schema(error_logs_table, live_schema)
+    live_sequence = cast(func.pg_get_serial_sequence(f"{live_schema}.{live.name}", "id"), REGCLASS)
+    shadow_sequence = cast(
+        func.pg_get_serial_sequence(f"{REBUILD_SCHEMA}.{shadow.name}", "id"), REGCLASS
+    )
+    same_position = tuple_(
+        shadow.c.source_topic, shadow.c.source_partition, shadow.c.source_offset
+    ) == tuple_(live.c.source_topic, live.c.source_partition, live.c.source_offset)
+    await connection.execute(
+        update(shadow)
+        .values(id=-live.c.id, resolved=live.c.resolved, resolved_at=live.c.resolved_at)
+        .where(same_position)
+    )
+    await _set_above(connection, live_sequence, live)
+    await connection.execute(
+        update(shadow).values(id=-func.nextval(live_sequence)).where(shadow.c.id > 0)
+    )
+    await connection.execute(update(shadow).values(id=-shadow.c.id))
+    await _set_above(connection, shadow_sequence, shadow)
+
+
+async def _set_above(
+    connection: AsyncConnection, sequence: ColumnElement[Any], table: Table
+) -> None:
+    """Move ``sequence`` past both its last value and the highest id of ``table``."""
+    highest = select(func.coalesce(func.max(table.c.id), 0)).scalar_subquery()
+    last = func.coalesce(func.pg_sequence_last_value(sequence), 0)
+    await connection.execute(select(func.setval(sequence, func.greatest(1, highest, last))))
 
 
 async def _count(connection: AsyncConnection, table: Table) -> int:

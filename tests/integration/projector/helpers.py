@@ -112,3 +112,15 @@ async def stored_offsets(engine: AsyncEngine, group: str) -> dict[tuple[str, int
             )
         )
         return {(topic, partition): offset for topic, partition, offset in rows}
+
+
+async def error_ids_by_position(engine: AsyncEngine) -> dict[tuple[str, int, int], int]:
+    """Each error row's id, by the source position it describes."""
+    table = error_logs_table
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(
+                table.c.source_topic, table.c.source_partition, table.c.source_offset
+            ).add_columns(table.c.id)
+        )
+        return {(topic, partition, offset): id_ for topic, partition, offset, id_ in rows}

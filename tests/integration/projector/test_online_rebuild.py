@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
-from db.models import jobs_table, projector_offsets_table, results_table
+from db.models import error_logs_table, jobs_table, projector_offsets_table, results_table
 from db.projector import operations
 from db.projector.config import ProjectorConfig
 from db.projector.rebuild import build_shadow, swap_in
@@ -24,6 +24,7 @@ from schemas.events import JobStatus
 from tests.integration.projector.helpers import (
     EventProducer,
     StartProjector,
+    error_ids_by_position,
     eventually,
     projector_config,
     stored_offsets,
@@ -197,3 +198,41 @@ async def test_swap_folds_what_the_live_projector_had_and_the_shadow_lacked(
     await eventually(counted, what="the live projector's count of the new job")
     assert live.stats.skipped == skipped
     assert len((await table_rows(engine))["jobs"]) == 17
+
+
+async def test_error_rows_keep_their_ids_and_new_ones_follow_them(
+    fresh_topics: Settings,
+    engine: AsyncEngine,
+    producer: EventProducer,
+    codec: EventCodec,
+    start_projector: StartProjector,
+) -> None:
+    def poison(n: int) -> None:
+        producer.raw(fresh_topics.topic_status, b"{not json %d" % n, key=b"not-a-uuid")
+        producer.flush()
+
+    config = projector_config(fresh_topics)
+    poison(0)
+    first = await start_projector(config, engine)
+    await folded(engine, config, 1)
+    await first.stop()
+    async with engine.begin() as connection:  # an id a fold from scratch would not give
+        await connection.execute(update(error_logs_table).values(id=error_logs_table.c.id + 50))
+    (live_id,) = (await error_ids_by_position(engine)).values()
+    poison(1)  # folded by the shadow only
+
+    await build_shadow(config, engine, codec)
+    await swap_in(config, engine, codec)
+
+    # same key, same partition: position order is production order
+    ids = [id_ for _, id_ in sorted((await error_ids_by_position(engine)).items())]
+    assert ids[0] == live_id
+    assert ids[1] > live_id
+    # the projector's own next error row takes the next id
+    again = await start_projector(config, engine)
+    poison(2)
+    await folded(engine, config, 3)
+    await again.stop()
+    ids = [id_ for _, id_ in sorted((await error_ids_by_position(engine)).items())]
+    assert len(ids) == 3
+    assert ids[2] > ids[1]

@@ -20,6 +20,7 @@ from schemas.events import JobStatus, SourcePosition
 from tests.integration.projector.helpers import (
     EventProducer,
     StartProjector,
+    error_ids_by_position,
     eventually,
     projector_config,
     stored_offsets,
@@ -89,8 +90,11 @@ async def test_rebuild_gives_the_live_rows_and_swaps_them_in(
             .where(error_logs_table.c.error_type == "EngineError")
             .values(resolved=True, resolved_at=datetime(2025, 2, 1, tzinfo=UTC))
         )
+        # ids a fold in another order would not give
+        await connection.execute(update(error_logs_table).values(id=error_logs_table.c.id + 1000))
     expected = await table_rows(engine)
     offsets = await stored_offsets(engine, config.group_id)
+    error_ids = await error_ids_by_position(engine)
     assert any(row["resolved"] for row in expected["errors"])
     assert any(row["error_type"].startswith("projector.") for row in expected["errors"])
 
@@ -105,6 +109,8 @@ async def test_rebuild_gives_the_live_rows_and_swaps_them_in(
 
     assert report.records == sent
     assert await table_rows(engine) == expected
+    # an error row keeps its id (ids are what operators resolve rows by)
+    assert await error_ids_by_position(engine) == error_ids
     assert await stored_offsets(engine, config.group_id) == offsets
     await asyncio.to_thread(migrate.check, fresh_database_url)
 
