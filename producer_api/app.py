@@ -48,6 +48,7 @@ from producer_api.middlewares import (
 from producer_api.openapi import OperationTable
 from producer_api.ratelimit import RateLimiter
 from producer_api.routes_events import FEED_KEY
+from producer_api.routes_media import AUDIO_SIGNER_KEY, audio_signer
 from producer_api.routes_openai import MODELS_KEY, InstalledModels, openai_error_middleware
 from producer_api.routes_transcribe import IDEMPOTENCY_KEY, PUBLISHER_KEY
 from producer_api.status_feed import StatusFeed
@@ -114,6 +115,7 @@ def create_app(
             pool_recycle=300,
         )
         store = ObjectStore.from_settings(settings)
+        signer = audio_signer(settings, store)
         options: dict[str, Any] = {"delivery_timeout_s": settings.api_kafka_delivery_timeout_s}
         options.update(producer_options or {})
         producer = KafkaProducer.from_settings(settings, client_id="whisperstream-api", **options)
@@ -132,6 +134,7 @@ def create_app(
         app[CODEC_KEY] = codec
         app[ENGINE_KEY] = engine
         app[STORE_KEY] = store
+        app[AUDIO_SIGNER_KEY] = signer
         app[PRODUCER_KEY] = producer
         app[HEARTBEATS_KEY] = heartbeats
         app[FEED_KEY] = feed
@@ -150,6 +153,7 @@ def create_app(
             heartbeats.stop()
             await producer.close(flush_timeout_s=5.0)
             store.close()
+            signer.close()
             await engine.dispose()
             codec.close()
 

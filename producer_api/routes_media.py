@@ -1,8 +1,8 @@
 """`GET /transcribe/{id}/audio`: a short-lived presigned S3 URL of the job's own audio.
 
 The browser plays the audio straight from S3 (with range requests for seeking), so the
-URL is signed for ``S3_ENDPOINT`` exactly as configured: that host must be one the
-browser can reach. Only the job's owner (or an admin key) gets a URL.
+URL is signed for the host browsers reach: ``S3_PUBLIC_ENDPOINT``, else ``S3_ENDPOINT``.
+Only the job's owner (or an admin key) gets a URL.
 """
 
 from __future__ import annotations
@@ -19,8 +19,21 @@ from producer_api.routes_transcribe import find_job, job_id_of
 from schemas.events import utc_now
 from storage.errors import InvalidS3UriError, ObjectNotFoundError, StorageError
 from storage.keys import S3Uri
+from storage.s3 import ObjectStore
+from whisperstream.settings import Settings
 
 AUDIO_URL_TTL = timedelta(hours=1)
+AUDIO_SIGNER_KEY = web.AppKey("audio_signer", ObjectStore)
+"""Signs URLs for S3_PUBLIC_ENDPOINT (the API's own store when that is unset)."""
+
+
+def audio_signer(settings: Settings, store: ObjectStore) -> ObjectStore:
+    """The client that signs audio URLs: one for S3_PUBLIC_ENDPOINT, else ``store``.
+    (Signing is local: with the region configured, it needs no connection to S3.)"""
+    public = settings.s3_public_endpoint
+    if public is None:
+        return store
+    return ObjectStore.from_settings(settings.model_copy(update={"s3_endpoint": public}))
 
 
 def _storage_unavailable(exc: StorageError) -> ProblemError:
@@ -45,7 +58,8 @@ async def job_audio(request: web.Request) -> web.Response:
         uri = S3Uri.parse(row.audio_uri)
         # a URL of a deleted object would only fail later, in the player
         info = await asyncio.to_thread(store.stat, uri)
-        url = await asyncio.to_thread(store.presigned_get_url, uri, AUDIO_URL_TTL)
+        signer = request.app[AUDIO_SIGNER_KEY]
+        url = await asyncio.to_thread(signer.presigned_get_url, uri, AUDIO_URL_TTL)
     except (InvalidS3UriError, ObjectNotFoundError):
         raise not_found(f"the audio of job {job_id} is no longer stored") from None
     except StorageError as exc:

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     s3_access_key: str = "whisperstream"
     s3_secret_key: SecretStr = SecretStr("whisperstream-secret")
     s3_region: str = "us-east-1"
+    s3_public_endpoint: str | None = Field(
+        default=None,
+        description="S3 as browsers reach it, for the web page's presigned audio URLs "
+        "(GET /transcribe/{id}/audio) when S3_ENDPOINT is an internal name; unset: "
+        "S3_ENDPOINT",
+    )
     schema_registry_url: str | None = None
 
     # production transport security (docs/deploy.md); every Kafka client we build gets
@@ -217,9 +223,11 @@ class Settings(BaseSettings):
             _split_host_port(server.strip())
         return value
 
-    @field_validator("s3_endpoint")
+    @field_validator("s3_endpoint", "s3_public_endpoint")
     @classmethod
-    def _endpoint_is_http_url(cls, value: str) -> str:
+    def _endpoint_is_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an http:// or https:// URL with a host, e.g. http://127.0.0.1:8333")

@@ -130,12 +130,23 @@ export async function renderAdmin(context) {
     main.replaceChildren(h("div.card", {}, h("h1", {}, "Admin"), h("p", {}, "This view needs an admin API key.")));
     return;
   }
-  async function refresh() {
-    const [report, errors] = await Promise.all([getJson("/admin/health", { signal }), getJson("/admin/errors?resolved=false&limit=50", { signal })]);
-    if (signal.aborted) return;
-    main.replaceChildren(...healthView(report), deadLetters(errors, refresh));
+  // health refreshes by itself; the dead letters only on an action or a click, so a
+  // keyboard user's place in that list is not swept away under them
+  const health = h("div.stack", { id: "health" });
+  const letters = h("div", { id: "dead-letters" });
+  async function refreshHealth() {
+    const report = await getJson("/admin/health", { signal });
+    if (!signal.aborted) health.replaceChildren(...healthView(report));
   }
-  await refresh();
-  const timer = setInterval(() => refresh().catch(() => {}), REFRESH_MS);
+  async function refreshLetters() {
+    const errors = await getJson("/admin/errors?resolved=false&limit=50", { signal });
+    if (signal.aborted) return;
+    const section = deadLetters(errors, refreshLetters);
+    section.querySelector("h2").after(h("button.secondary", { type: "button", on: { click: () => refreshLetters().catch(() => {}) } }, "Refresh"));
+    letters.replaceChildren(section);
+  }
+  await Promise.all([refreshHealth(), refreshLetters()]);
+  main.replaceChildren(health, letters);
+  const timer = setInterval(() => refreshHealth().catch(() => {}), REFRESH_MS);
   signal.addEventListener("abort", () => clearInterval(timer));
 }

@@ -244,6 +244,13 @@ def test_cancel_a_long_job_from_the_list(
     expect(row).to_have_attribute("data-status", "cancelled", timeout=JOB_TIMEOUT_MS)
     assert system.wait_for_job(job_id)["status"] == "cancelled"
 
+    # the status filter asks the API for that status only
+    completed = page.locator("table.jobs tbody tr[data-status='completed']")
+    expect(completed.first).to_be_visible()
+    page.get_by_label("Status").select_option("cancelled")
+    expect(completed).to_have_count(0)
+    expect(page.locator(f"tr[data-job-id='{job_id}']")).to_be_visible()
+
 
 def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
     system: System, browser: Browser, page: Page, user: UserKey

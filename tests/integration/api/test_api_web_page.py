@@ -15,9 +15,10 @@ import pytest
 from schemas.codec import EventCodec
 from schemas.events import TranscriptionRequested
 from storage.keys import S3Uri
-from tests.integration.api.conftest import Api, read_topic
+from tests.integration.api.conftest import Api, read_topic, start_api
 from tests.integration.api.helpers import dead_letter, project, submit
 from tests.support.kafka_read import records_to_end
+from whisperstream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +139,34 @@ async def test_a_dead_letter_is_redriven_as_a_new_job(api: Api, jfk_bytes: bytes
     assert "holds no request" in (await refused.json())["detail"]
     missing = await api.client.post("/admin/errors/999999/redrive", headers=headers)
     assert missing.status == 404
+
+
+async def test_audio_urls_name_the_public_s3_endpoint_when_one_is_set(
+    api_settings: Settings, jfk_bytes: bytes
+) -> None:
+    """Behind Compose, S3_ENDPOINT is an internal name; browsers get S3_PUBLIC_ENDPOINT."""
+    public = api_settings.s3_endpoint.replace("127.0.0.1", "localhost")
+    assert public != api_settings.s3_endpoint
+    settings = api_settings.model_copy(update={"s3_public_endpoint": public})
+    client, engine, store, (user, other, admin) = await start_api(settings)
+    api = Api(client, settings, engine, store, user, other, admin)
+    try:
+        job_id = await submit(api, jfk_bytes)
+        (request,) = [
+            e
+            for e in read_topic(settings, settings.topic_for_priority("normal"))
+            if isinstance(e, TranscriptionRequested) and e.job_id == job_id
+        ]
+        await project(api, settings.topic_for_priority("normal"), request)
+        response = await client.get(f"/transcribe/{job_id}/audio", headers=api.auth())
+        assert response.status == 200, await response.text()
+        url = (await response.json())["url"]
+        assert url.startswith(public + "/")
+        async with httpx.AsyncClient() as browser:  # signed for that host, so it plays
+            fetched = await browser.get(url)
+        assert fetched.status_code == 200
+        assert fetched.content == jfk_bytes
+    finally:
+        await client.close()
+        store.close()
+        await engine.dispose()
