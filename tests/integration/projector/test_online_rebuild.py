@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
+from db.errors import RebuildRunningError
 from db.models import error_logs_table, jobs_table, projector_offsets_table, results_table
 from db.projector import operations
 from db.projector.config import ProjectorConfig
-from db.projector.rebuild import build_shadow, swap_in
+from db.projector.rebuild import REBUILD_LOCK_KEY, build_shadow, rebuild, swap_in
 from schemas.codec import EventCodec
 from schemas.events import JobStatus
 from tests.integration.projector.helpers import (
@@ -236,3 +237,16 @@ async def test_error_rows_keep_their_ids_and_new_ones_follow_them(
     ids = [id_ for _, id_ in sorted((await error_ids_by_position(engine)).items())]
     assert len(ids) == 3
     assert ids[2] > ids[1]
+
+
+async def test_a_second_rebuild_at_the_same_time_is_refused(
+    fresh_topics: Settings, engine: AsyncEngine, codec: EventCodec
+) -> None:
+    config = projector_config(fresh_topics)
+    async with engine.connect() as holder:  # as a rebuild in progress holds it
+        await holder.execute(select(func.pg_advisory_lock(REBUILD_LOCK_KEY)))
+        with pytest.raises(RebuildRunningError, match="another"):
+            await rebuild(config, engine, codec)
+        await holder.execute(select(func.pg_advisory_unlock(REBUILD_LOCK_KEY)))
+    report = await rebuild(config, engine, codec)
+    assert (report.records, report.jobs) == (0, 0)
