@@ -127,7 +127,11 @@ async def test_rebuild_while_the_projector_runs_and_jobs_flow(
     live = await start_projector(config, engine)
     await folded(engine, config, flow.records)
     settings = fresh_topics.model_copy(
-        update={"database_url": fresh_database_url, "projector_group_id": config.group_id}
+        update={
+            "database_url": fresh_database_url,
+            "projector_group_id": config.group_id,
+            "projector_batch_max_events": config.batch_max_events,
+        }
     )
 
     reads = Reads(engine)
@@ -147,6 +151,7 @@ async def test_rebuild_while_the_projector_runs_and_jobs_flow(
     assert during > 5, "no reads were taken during the rebuild"
     assert reads.misses == []
     assert report.records >= 150 * 2
+    assert report.passes >= 1  # the first fold was more than a batch: a catch-up pass
     assert report.jobs >= 150
     rows = await table_rows(engine)
     assert {row["id"] for row in rows["jobs"]} == set(flow.jobs)
