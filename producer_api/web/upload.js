@@ -38,6 +38,8 @@ function optionsOf(form) {
   const fields = {};
   const model = form.querySelector("#opt-model").value;
   if (model !== SERVER_DEFAULT) fields.model = model;
+  const engine = form.querySelector("#opt-engine").value;
+  if (engine !== SERVER_DEFAULT) fields.engine = engine;
   const language = form.querySelector("#opt-language").value.trim();
   if (language) fields.language = language;
   fields.task = form.querySelector("#opt-task").value;
@@ -69,6 +71,7 @@ export async function renderUpload(context, onAccepted) {
     "div.options",
     {},
     select("opt-model", "Model", [[SERVER_DEFAULT, "Server default"], ...models.map((m) => [m, m])], SERVER_DEFAULT),
+    select("opt-engine", "Engine", [[SERVER_DEFAULT, "Server default"], ["faster-whisper", "faster-whisper"], ["openai-whisper", "openai-whisper"]], SERVER_DEFAULT),
     h(
       "div.field",
       {},

@@ -8,6 +8,7 @@ docs/screenshots/.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,7 +89,11 @@ def test_a_wrong_key_is_refused_and_a_right_one_signs_in(
     context = _context(browser, None)
     try:
         page = context.new_page()
-        page.goto(system.api_url + "/")
+        # the address `up` prints
+        printed = re.search(r"web page: (http://\S+/)", system.log_path.read_text())
+        assert printed is not None
+        assert printed.group(1) == system.api_url + "/"
+        page.goto(printed.group(1))
         page.get_by_label("API key").fill("not-a-key")
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("alert")).to_contain_text("That API key was not accepted")
@@ -121,6 +126,9 @@ def test_upload_progress_then_the_transcript_against_the_audio(
         "Network.emulateNetworkConditions",
         {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 250_000},
     )
+    # the options go with the upload; the models are the server's installed ones
+    page.get_by_label("Model").select_option("tiny.en")
+    page.get_by_label("Language").fill("en")
     page.get_by_label("Word timestamps").check()
     page.locator("#file-input").set_input_files(str(JFK_FLAC))
     page.wait_for_function(
@@ -151,6 +159,10 @@ def test_upload_progress_then_the_transcript_against_the_audio(
     assert download.suggested_filename == "jfk.srt"
     with system.http(user.key) as client:
         api_srt = client.get(f"/transcribe/{job_id}", params={"format": "srt"})
+        job = client.get(f"/transcribe/{job_id}").json()
+        document = client.get(f"/transcribe/{job_id}", params={"format": "json"}).json()
+    assert (job["model"], job["language"]) == ("tiny.en", "en")
+    assert document["segments"][0]["words"], "word timestamps were asked for"
     assert api_srt.status_code == 200
     assert Path(download.path()).read_text(encoding="utf-8") == api_srt.text
 

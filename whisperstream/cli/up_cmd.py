@@ -123,6 +123,11 @@ def _run(stack: LocalStack, volatile: bool) -> int:
             log.info("started %s (pid %d), log %s", name, proc.pid, proc.log_path)
             supervisor.watch(unit)
         log.info("API: http://%s:%d", settings.api_host, settings.api_port)
+        log.info(
+            "web page: http://%s:%d/ (sign in with an API key)",
+            settings.api_host,
+            settings.api_port,
+        )
         log.info("admin API key: %s", key)
         log.info("running; Ctrl-C or SIGTERM stops everything")
         gave_up = supervisor.wait()
