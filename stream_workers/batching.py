@@ -48,7 +48,7 @@ from stream_workers.engines.windows import (
     cut_windows,
     follow_up,
 )
-from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError
+from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError, WorkerStoppingError
 from stream_workers.pool import ModelPool
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ class WindowBatcher:
         self._lanes: dict[BatchGroup, _Lane] = {}
         self._order = itertools.count()
         self._incoming = 0
+        self._closed = False
         self._batches = 0
         self._windows = 0
         self._largest = 0
@@ -248,6 +249,10 @@ class WindowBatcher:
     @property
     def batch_size(self) -> int:
         return self._batch_size
+
+    def queued(self) -> int:
+        """Windows waiting for a batch now."""
+        return sum(len(lane.queue) for lane in self._lanes.values())
 
     def stats(self) -> BatchStats:
         return BatchStats(
@@ -297,6 +302,8 @@ class WindowBatcher:
         duration: float,
     ) -> asyncio.Future[tuple[TranscriptResult, ModelKey]] | None:
         """Queue a job's windows in its group's lane; its transcript comes in the future."""
+        if self._closed:
+            raise WorkerStoppingError("the worker is stopping")
         if not windows:
             return None
         future: asyncio.Future[tuple[TranscriptResult, ModelKey]] = (
@@ -320,6 +327,7 @@ class WindowBatcher:
         return future
 
     async def close(self) -> None:
+        self._closed = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
             task.cancel()
@@ -328,6 +336,7 @@ class WindowBatcher:
     # -- the lanes -------------------------------------------------------------------
 
     async def _serve(self, lane: _Lane) -> None:
+        batch: list[_Item] = []
         try:
             while True:
                 lane.drop_finished()
@@ -343,9 +352,14 @@ class WindowBatcher:
                     for job in {id(item.job): item.job for item in batch}.values():
                         if not job.finished:
                             job.check()  # progress, and a cancel seen at once
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            # the worker is closing: its jobs end unfinished (uncommitted, redelivered)
+            for item in [*batch, *lane.queue]:
+                item.job.future.cancel()
+            raise
+        except Exception as exc:
             for item in lane.queue:
-                item.job.fail(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+                item.job.fail(exc)
             raise
         finally:
             if self._lanes.get(lane.group) is lane:

@@ -38,7 +38,7 @@ from stream_workers.engines.base import (
 )
 from stream_workers.engines.decoding import Decoding
 from stream_workers.engines.windows import Window
-from stream_workers.errors import JobCancelledError
+from stream_workers.errors import JobCancelledError, WorkerStoppingError
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.pool import ModelPool
 from stream_workers.scheduler import SlotScheduler
@@ -122,6 +122,11 @@ class Bench:
             )
         )
 
+    async def queued(self, windows: int) -> None:
+        """Return once `windows` windows wait for a batch (the batcher has no event for it)."""
+        while self.batcher.queued() < windows:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
     async def gated(self) -> Gate:
         """Start a 1-window job whose batch blocks; returns once the model holds it."""
         gate = Gate()
@@ -170,7 +175,7 @@ async def test_jobs_waiting_together_share_model_calls_and_get_their_own_transcr
     b = bench(batch_size=4)
     gate = await b.gated()
     jobs = [b.job(25.0), b.job(12.0), b.job(5.0)]  # 3 + 2 + 1 windows
-    await asyncio.sleep(0)
+    await b.queued(6)
     gate.open.set()
     results = await asyncio.gather(*jobs)
     await b.blocker
@@ -209,7 +214,7 @@ async def test_high_priority_windows_go_into_the_next_batch_first(bench: MakeBen
     gate = await b.gated()
     normal = [b.job(4.0) for _ in range(3)]
     high = b.job(2.0, Priority.HIGH)
-    await asyncio.sleep(0)
+    await b.queued(4)
     gate.open.set()
     await asyncio.gather(*normal, high)
     assert b.model.batches[1][0] == 2.0  # the high job's window leads the next batch
@@ -221,7 +226,7 @@ async def test_a_long_file_and_short_clips_share_each_batch(bench: MakeBench) ->
     gate = await b.gated()
     long_file = b.job(60.0)  # 6 windows of 10 s
     clips = [b.job(3.0) for _ in range(4)]
-    await asyncio.sleep(0)
+    await b.queued(10)
     gate.open.set()
     await asyncio.gather(long_file, *clips)
     first_batch = b.model.batches[1]
@@ -242,7 +247,7 @@ async def test_a_cancelled_job_leaves_the_next_batch_and_the_others_continue(
 
     doomed = b.job(30.0, on_progress=cancel_check)  # 3 windows of 10 s
     kept = b.job(14.0)  # 10 s + 4 s
-    await asyncio.sleep(0)
+    await b.queued(5)
     cancelled = True
     gate.open.set()
     with pytest.raises(JobCancelledError):
@@ -257,7 +262,7 @@ async def test_a_job_whose_caller_gave_up_leaves_the_queue(bench: MakeBench) -> 
     gate = await b.gated()
     timed_out = b.job(20.0)
     kept = b.job(7.0)
-    await asyncio.sleep(0)
+    await b.queued(3)
     timed_out.cancel()  # what asyncio.wait_for does at the hard time limit
     gate.open.set()
     await kept
@@ -271,7 +276,7 @@ async def test_a_poisoned_job_in_a_batch_fails_alone(bench: MakeBench) -> None:
     before = b.job(3.0)
     poisoned = b.job(6.0)
     after = b.job(9.0)
-    await asyncio.sleep(0)
+    await b.queued(3)
     gate.open.set()
     with pytest.raises(ValueError, match="poisoned"):
         await poisoned
@@ -308,6 +313,24 @@ async def test_a_window_that_stopped_short_is_finished_with_the_text_before_it_a
     first, rest = b.model.requests
     assert first.decoding.initial_prompt is None
     assert rest.decoding.initial_prompt == "window of 9.0s"
+
+
+async def test_closing_the_batcher_leaves_queued_jobs_unfinished_not_failed(
+    bench: MakeBench,
+) -> None:
+    b = bench(batch_size=2)
+    gate = await b.gated()
+    queued = b.job(5.0)
+    await b.queued(1)
+    await b.batcher.close()  # the worker stopping after its grace period
+    gate.open.set()
+    for job in (queued, b.blocker):
+        with pytest.raises(asyncio.CancelledError):
+            await job
+    b.executor.shutdown(wait=True)
+    assert b.model.batches == [[1.0]]  # only the batch that was already running
+    with pytest.raises(WorkerStoppingError):
+        await b.job(2.0)
 
 
 async def test_progress_is_reported_per_window_and_memory_figures_are_kept(
@@ -470,7 +493,7 @@ async def test_a_job_cancelled_while_its_batch_waits_ends_cancelled_and_the_othe
     deliveries = [first, runner.delivery(clips[1]), runner.delivery(clips[2])]
     runs = [asyncio.ensure_future(runner.runner.run(d)) for d in deliveries]
     # all three queued behind the held batch (the batcher has no event to wait on)
-    while runner.batcher.stats().peak_queued_windows < 3:  # noqa: ASYNC110
+    while runner.batcher.queued() < 3:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     runner.cancels.cancel(deliveries[1].request.job_id)
     gate.open.set()
