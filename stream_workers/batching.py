@@ -48,7 +48,7 @@ from stream_workers.engines.windows import (
     cut_windows,
     follow_up,
 )
-from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError, WorkerStoppingError
+from stream_workers.errors import ModelOutOfMemoryError, PoolTimeoutError
 from stream_workers.pool import ModelPool
 
 log = logging.getLogger(__name__)
@@ -302,13 +302,14 @@ class WindowBatcher:
         duration: float,
     ) -> asyncio.Future[tuple[TranscriptResult, ModelKey]] | None:
         """Queue a job's windows in its group's lane; its transcript comes in the future."""
-        if self._closed:
-            raise WorkerStoppingError("the worker is stopping")
         if not windows:
             return None
         future: asyncio.Future[tuple[TranscriptResult, ModelKey]] = (
             asyncio.get_running_loop().create_future()
         )
+        if self._closed:
+            future.cancel()  # the worker is closing: unfinished, left for redelivery
+            return future
         job = _Job(
             order=next(self._order),
             priority=priority,

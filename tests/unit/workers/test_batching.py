@@ -38,7 +38,7 @@ from stream_workers.engines.base import (
 )
 from stream_workers.engines.decoding import Decoding
 from stream_workers.engines.windows import Window
-from stream_workers.errors import JobCancelledError, WorkerStoppingError
+from stream_workers.errors import JobCancelledError
 from stream_workers.job import Delivery, JobRunner, Outcome
 from stream_workers.pool import ModelPool
 from stream_workers.scheduler import SlotScheduler
@@ -329,7 +329,7 @@ async def test_closing_the_batcher_leaves_queued_jobs_unfinished_not_failed(
             await job
     b.executor.shutdown(wait=True)
     assert b.model.batches == [[1.0]]  # only the batch that was already running
-    with pytest.raises(WorkerStoppingError):
+    with pytest.raises(asyncio.CancelledError):
         await b.job(2.0)
 
 
