@@ -66,7 +66,8 @@ function fileRow(file) {
 export async function renderUpload(context, onAccepted) {
   const models = await installedModels();
   const list = h("ul.uploads", { "aria-label": "Uploads" });
-  const picker = h("input", { id: "file-input", type: "file", multiple: true, accept: "audio/*,video/*", class: "visually-hidden" });
+  // the button opens the (hidden) native picker: one control to reach by keyboard
+  const picker = h("input", { id: "file-input", type: "file", multiple: true, accept: "audio/*,video/*", hidden: true, tabindex: -1 });
   const form = h(
     "div.options",
     {},
@@ -134,7 +135,7 @@ export async function renderUpload(context, onAccepted) {
       },
     },
     h("p", {}, "Drop audio or video files here, or"),
-    h("label.button", { for: "file-input", tabindex: 0, role: "button", on: { keydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), picker.click()) } }, "Choose files…"),
+    h("button", { type: "button", id: "choose-files", on: { click: () => picker.click() } }, "Choose files…"),
     picker,
   );
   return h("section.card", { "aria-labelledby": "upload-title" }, h("h1", { id: "upload-title" }, "Transcribe"), form, zone, list);

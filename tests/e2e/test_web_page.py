@@ -323,3 +323,45 @@ def test_the_admin_view_shows_a_worker_with_its_pool_stats(
         _shot(page, "admin-desktop")
     finally:
         context.close()
+
+
+def test_the_file_picker_opens_from_the_keyboard(
+    system: System, page: Page, tmp_path: Path
+) -> None:
+    page.goto(system.api_url + "/")
+    picker = page.get_by_role("button", name="Choose files…")
+    picker.focus()
+    expect(picker).to_be_focused()
+    with page.expect_file_chooser() as chooser_info:
+        page.keyboard.press("Enter")
+    chooser = chooser_info.value
+    assert chooser.is_multiple()
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    chooser.set_files(str(empty))
+    refused = page.locator("li.upload[data-file='empty.wav']").get_by_role("alert")
+    expect(refused).to_contain_text("empty")
+
+
+def test_the_event_stream_parser_reads_events_split_anywhere(system: System, page: Page) -> None:
+    """The page reads SSE with fetch (EventSource cannot send the key): its parser must
+    join chunks cut mid-line, take CRLF, skip comments, and carry the last id."""
+    page.goto(system.api_url + "/")
+    events = page.evaluate(
+        """async () => {
+          const { SseParser } = await import('/web/api.js');
+          const seen = [];
+          const parser = new SseParser((e) => seen.push(e));
+          const stream = 'retry: 2000\\n\\n: keep-alive\\n\\nid: 0:5\\r\\nevent: state\\r\\n'
+            + 'data: {"a":\\r\\ndata: 1}\\r\\n\\r\\nevent: progress\\ndata: {"b": 2}\\n\\n';
+          for (const size of [1, 3, 7]) {
+            for (let i = 0; i < stream.length; i += size) parser.push(stream.slice(i, i + size));
+          }
+          return seen;
+        }"""
+    )
+    expected = [
+        {"type": "state", "data": '{"a":\n1}', "id": "0:5"},
+        {"type": "progress", "data": '{"b": 2}', "id": "0:5"},
+    ]
+    assert events == expected * 3
