@@ -32,6 +32,7 @@ Not projections, left alone: ``api_keys``, ``webhook_deliveries``, ``projector_l
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -88,10 +89,9 @@ class RebuildReport:
     partitions: int
     jobs: int
     errors: int
-    passes: int = 0
+    passes: int
     """Catch-up passes after the first fold."""
-    tail: int = 0
-    """Records folded while the live tables were locked."""
+    swap: Swap
 
 
 async def rebuild(config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec) -> RebuildReport:
@@ -101,10 +101,10 @@ async def rebuild(config: ProjectorConfig, engine: AsyncEngine, codec: EventCode
         folded, partitions = await build_shadow(config, engine, codec)
         caught_up, passes = await catch_up(config, engine, codec, folded)
         log.info("shadow caught up after %d passes; swapping", passes)
-        tail, jobs, errors = await swap_in(config, engine, codec)
-    records = folded + caught_up + tail
+        swap = await swap_in(config, engine, codec)
+    records = folded + caught_up + swap.tail
     log.info("rebuilt %d records from %d partitions", records, partitions)
-    return RebuildReport(records, partitions, jobs, errors, passes, tail)
+    return RebuildReport(records, partitions, swap.jobs, swap.errors, passes, swap)
 
 
 async def build_shadow(
@@ -132,11 +132,21 @@ async def catch_up(
     return records, passes
 
 
-async def swap_in(
-    config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec
-) -> tuple[int, int, int]:
+@dataclass(frozen=True, slots=True)
+class Swap:
+    tail: int
+    """Records folded while the live tables were locked against writes."""
+    jobs: int
+    errors: int
+    writes_paused_s: float
+    """From holding the write lock to the commit: how long the projector's batch waited."""
+    reads_paused_s: float
+    """From holding the read lock (for the renames) to the commit."""
+
+
+async def swap_in(config: ProjectorConfig, engine: AsyncEngine, codec: EventCodec) -> Swap:
     """Fold the tail and swap the shadow in, in one transaction, retried when it loses a
-    lock race; (tail records, jobs, error rows)."""
+    lock race."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(lambda exc: sqlstate(exc) in _LOST_LOCK_RACE),
         stop=stop_after_attempt(SWAP_ATTEMPTS),
@@ -146,9 +156,20 @@ async def swap_in(
     ):
         with attempt:
             async with engine.begin() as connection:
+                await connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
+                await _lock_live(connection, "EXCLUSIVE")
+                writes_from = time.monotonic()
                 tail = await _fold_tail(connection, config, codec)
-                jobs, errors = await _swap(connection)
-    return tail, jobs, errors
+                jobs, errors = await _prepare_swap(connection)
+                await _lock_live(connection, "ACCESS EXCLUSIVE")
+                reads_from = time.monotonic()
+                await _rename(connection)
+            done = time.monotonic()
+    swap = Swap(tail, jobs, errors, done - writes_from, done - reads_from)
+    log.info(
+        "swapped in: writes paused %.3fs, reads %.3fs", swap.writes_paused_s, swap.reads_paused_s
+    )
+    return swap
 
 
 @asynccontextmanager
@@ -211,13 +232,8 @@ async def _stored_offsets(connection: AsyncConnection, group: str) -> dict[Posit
 async def _fold_tail(
     connection: AsyncConnection, config: ProjectorConfig, codec: EventCodec
 ) -> int:
-    """Lock the live tables against writes and bring the shadow's offsets to at least
+    """With the live tables locked against writes, bring the shadow's offsets to at least
     the live ones; the number of records folded."""
-    quote = connection.dialect.identifier_preparer.quote
-    await connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
-    names = ", ".join(quote(table.name) for table in LOCK_ORDER)
-    await connection.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
-
     group = config.group_id
     live = await _stored_offsets(connection, group)
     tail = 0
@@ -275,30 +291,40 @@ def _in_schema(table: Table, schema: str) -> Table:
     return table.to_metadata(MetaData(), schema=schema)
 
 
-async def _swap(connection: AsyncConnection) -> tuple[int, int]:
+async def _lock_live(connection: AsyncConnection, mode: str) -> None:
     quote = connection.dialect.identifier_preparer.quote
-    live_schema = (await connection.execute(text("select current_schema()"))).scalar_one()
-
-    await _carry_error_rows(connection, live_schema)
-
     names = ", ".join(quote(table.name) for table in LOCK_ORDER)
-    await connection.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
+    await connection.execute(text(f"LOCK TABLE {names} IN {mode} MODE"))
+
+
+async def _prepare_swap(connection: AsyncConnection) -> tuple[int, int]:
+    """Everything that can be done while readers still read: the error rows carried
+    over, the counts taken; (jobs, error rows) of the shadow."""
+    await _carry_error_rows(connection, await _live_schema(connection))
     await connection.execute(DropSchema(RETIRED_SCHEMA, cascade=True, if_exists=True))
     await connection.execute(CreateSchema(RETIRED_SCHEMA))
+    async with _in_shadow(connection) as shadow:
+        return await _count(shadow, jobs_table), await _count(shadow, error_logs_table)
+
+
+async def _rename(connection: AsyncConnection) -> None:
+    """Live tables out, shadow tables in (under ``ACCESS EXCLUSIVE``: keep it short)."""
+    quote = connection.dialect.identifier_preparer.quote
+    live_schema = quote(await _live_schema(connection))
     for table in PROJECTION_TABLES:
         name = quote(table.name)
         await connection.execute(
-            text(f"ALTER TABLE {quote(live_schema)}.{name} SET SCHEMA {RETIRED_SCHEMA}")
+            text(f"ALTER TABLE {live_schema}.{name} SET SCHEMA {RETIRED_SCHEMA}")
         )
         await connection.execute(
-            text(f"ALTER TABLE {REBUILD_SCHEMA}.{name} SET SCHEMA {quote(live_schema)}")
+            text(f"ALTER TABLE {REBUILD_SCHEMA}.{name} SET SCHEMA {live_schema}")
         )
     await connection.execute(DropSchema(RETIRED_SCHEMA, cascade=True))
     await connection.execute(DropSchema(REBUILD_SCHEMA))
 
-    jobs = await _count(connection, jobs_table)
-    errors = await _count(connection, error_logs_table)
-    return jobs, errors
+
+async def _live_schema(connection: AsyncConnection) -> str:
+    return str((await connection.execute(text("select current_schema()"))).scalar_one())
 
 
 async def _carry_error_rows(connection: AsyncConnection, live_schema: str) -> None:

@@ -73,7 +73,9 @@ def replay(
         console.print(
             f"rebuilt from {report.records} records in {report.partitions} partitions: "
             f"{report.jobs} jobs, {report.errors} error rows; swapped in after "
-            f"{report.passes} catch-up passes and {report.tail} records under the lock",
+            f"{report.passes} catch-up passes and {report.swap.tail} records under the lock "
+            f"(writes paused {report.swap.writes_paused_s:.2f}s, "
+            f"reads {report.swap.reads_paused_s:.3f}s)",
             highlight=False,
         )
         return

@@ -188,9 +188,10 @@ async def test_swap_folds_what_the_live_projector_had_and_the_shadow_lacked(
     expected = await table_rows(engine)
     offsets = await stored_offsets(engine, config.group_id)
 
-    tail, jobs, _errors = await swap_in(config, engine, codec)
+    swap = await swap_in(config, engine, codec)
 
-    assert (tail, jobs) == (flow.records - shadowed, 16)
+    assert (swap.tail, swap.jobs) == (flow.records - shadowed, 16)
+    assert 0 <= swap.reads_paused_s <= swap.writes_paused_s
     assert await table_rows(engine) == expected
     assert await stored_offsets(engine, config.group_id) == offsets
     # the live projector neither refolds nor skips anything after the swap
