@@ -171,6 +171,8 @@ export async function followEvents(path, onEvent, { signal, onState = () => {} }
         onState("ended");
         throw error;
       }
+      // an id the server no longer takes (a topic recreated, say): start afresh
+      if (error instanceof ApiError && (error.status === 400 || error.status === 422)) lastId = null;
     }
     onState("reconnecting");
     await new Promise((resolve) => setTimeout(resolve, delayMs));

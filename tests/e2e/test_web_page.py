@@ -8,6 +8,7 @@ docs/screenshots/.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     Page,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -365,3 +367,30 @@ def test_the_event_stream_parser_reads_events_split_anywhere(system: System, pag
         {"type": "progress", "data": '{"b": 2}', "id": "0:5"},
     ]
     assert events == expected * 3
+
+
+def test_the_job_list_resumes_its_stream_from_the_last_event_id(system: System, page: Page) -> None:
+    asked_with: list[str | None] = []
+
+    def first_stream_breaks(route: Route) -> None:
+        asked_with.append(route.request.headers.get("last-event-id"))
+        if len(asked_with) > 1:
+            route.continue_()
+            return
+        # one event, then the connection ends, as a restarted API or a proxy would end it
+        event = {"job_id": str(uuid.uuid4()), "status": "pending", "progress": 0}
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=f"id: 0:0\nevent: state\ndata: {json.dumps(event)}\n\n",
+        )
+
+    page.route("**/jobs/events", first_stream_breaks)
+    with page.expect_request(
+        lambda request: (
+            request.url.endswith("/jobs/events") and request.headers.get("last-event-id") == "0:0"
+        )
+    ):
+        page.goto(system.api_url + "/")
+    expect(page.locator("#stream-state")).to_have_text("live")
+    assert asked_with[:2] == [None, "0:0"]
