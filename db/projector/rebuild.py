@@ -26,7 +26,12 @@ way) or loses a deadlock is rolled back, shadow included, and tried again.
 
 Not projections, left alone: ``api_keys``, ``webhook_deliveries``, ``projector_lag``
 (rewritten by the projector itself) and other consumer groups' offsets (copied over).
-``error_logs.resolved`` is operator state that no topic holds: it comes from the live rows.
+``error_logs.resolved`` is operator state that no topic holds: it comes from the live rows,
+and so do the error rows' ids (operators resolve rows by id).
+
+The renames carry everything attached to a table with it: a foreign key or a view from
+any other table onto the projection tables would follow the retired ones and be dropped
+with them, so the schema must have none (today only results -> jobs, both swapped).
 """
 
 from __future__ import annotations
