@@ -2,7 +2,7 @@
 import { ApiError, followEvents, getJson, request } from "./api.js";
 import { TERMINAL, announce, h, seconds, statusBadge, when } from "./dom.js";
 
-const PAGE = 20;
+const PAGE_SIZES = [5, 20, 50, 100];
 const STATUSES = ["pending", "processing", "retrying", "completed", "failed", "cancelled"];
 
 function mergeEvent(job, data) {
@@ -19,6 +19,7 @@ function mergeEvent(job, data) {
 
 export async function renderJobs(context) {
   let filter = "";
+  let pageSize = 20;
   let cursors = [null]; // the cursor of each page shown so far
   let page = 0;
   let nextCursor = null;
@@ -42,6 +43,21 @@ export async function renderJobs(context) {
     },
     h("option", { value: "" }, "All"),
     ...STATUSES.map((s) => h("option", { value: s }, s)),
+  );
+
+  const sizeSelect = h(
+    "select",
+    {
+      id: "page-size",
+      on: {
+        change: () => {
+          pageSize = Number(sizeSelect.value);
+          cursors = [null];
+          load(0);
+        },
+      },
+    },
+    ...PAGE_SIZES.map((n) => h("option", { value: String(n), selected: n === pageSize }, String(n))),
   );
 
   async function cancel(job, button) {
@@ -102,7 +118,7 @@ export async function renderJobs(context) {
 
   async function load(index) {
     const cursor = cursors[index];
-    const query = new URLSearchParams({ limit: String(PAGE) });
+    const query = new URLSearchParams({ limit: String(pageSize) });
     if (filter) query.set("status", filter);
     if (cursor) query.set("cursor", cursor);
     const result = await getJson(`/jobs?${query}`);
@@ -170,7 +186,7 @@ export async function renderJobs(context) {
       ),
     ),
     empty,
-    h("div.pager", {}, prev, pageLabel, next),
+    h("div.pager", {}, h("div.field.inline", {}, h("label", { for: "page-size" }, "Per page"), sizeSelect), prev, pageLabel, next),
   );
   return {
     element,

@@ -394,3 +394,36 @@ def test_the_job_list_resumes_its_stream_from_the_last_event_id(system: System, 
         page.goto(system.api_url + "/")
     expect(page.locator("#stream-state")).to_have_text("live")
     assert asked_with[:2] == [None, "0:0"]
+
+
+def test_the_job_list_pages_newest_first(system: System, browser: Browser) -> None:
+    owner = system.create_key("web-page-pager")
+    names = [f"clip-{i}.flac" for i in range(6)]
+    with system.http(owner.key) as client:
+        ids = []
+        for name in names:
+            accepted = client.post(
+                "/transcribe", files={"file": (name, JFK_FLAC.read_bytes(), "audio/flac")}
+            )
+            assert accepted.status_code == 202, accepted.text
+            ids.append(accepted.json()["job_id"])
+        for job_id in ids:  # only the list matters here: leave the worker free
+            assert client.delete(f"/transcribe/{job_id}").status_code in (202, 409)
+    for job_id in ids:
+        system.wait_for_job(job_id)
+    context = _context(browser, owner.key)
+    try:
+        page = context.new_page()
+        page.goto(system.api_url + "/")
+        rows = page.locator("table.jobs tbody tr th")
+        expect(rows).to_have_count(6)
+        page.get_by_label("Per page").select_option("5")
+        expect(rows).to_have_text(names[:0:-1])
+        older = page.get_by_role("button", name="Older")
+        older.click()
+        expect(rows).to_have_text([names[0]])
+        expect(older).to_be_disabled()
+        page.get_by_role("button", name="Newer").click()
+        expect(rows).to_have_text(names[:0:-1])
+    finally:
+        context.close()
