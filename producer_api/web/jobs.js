@@ -24,6 +24,7 @@ export async function renderJobs(context) {
   let page = 0;
   let nextCursor = null;
   const jobs = new Map(); // job_id -> job view, for the rows on screen
+  const lookedUp = new Set(); // unknown jobs the stream named, fetched once each
   const body = h("tbody");
   const status = h("p.stream-state", { id: "stream-state" }, "connecting…");
   const prev = h("button.secondary", { type: "button", disabled: true, on: { click: () => load(page - 1) } }, "Newer");
@@ -145,13 +146,23 @@ export async function renderJobs(context) {
       show(mergeEvent(known, data));
       return;
     }
-    // a job this list has not shown yet: a new one belongs at the top of the first page
-    if (page !== 0 || (filter && filter !== data.status)) return;
+    // a job this list has not shown yet: a new one belongs at the top of the first page;
+    // each is looked up once (an admin's stream carries every job of the system)
+    if (page !== 0 || (filter && filter !== data.status) || lookedUp.has(data.job_id)) return;
+    lookedUp.add(data.job_id);
     try {
-      show(mergeEvent(await getJson(`/transcribe/${data.job_id}`, { signal: context.signal }), data));
+      const job = await getJson(`/transcribe/${data.job_id}`, { signal: context.signal });
+      if (isNewer(job)) show(mergeEvent(job, data));
     } catch {
-      // gone, or another key's: nothing to show
+      // not projected yet (its next event tries again), or another key's
+      lookedUp.delete(data.job_id);
     }
+  }
+
+  function isNewer(job) {
+    // older jobs than the first page's are on later pages, not at its top
+    const times = [...jobs.values()].map((j) => j.created_at).filter(Boolean).sort();
+    return !times.length || !nextCursor || (job.created_at && job.created_at >= times[0]);
   }
 
   await load(0);
