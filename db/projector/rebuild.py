@@ -21,8 +21,9 @@ writes to, so its next batch after the swap folds exactly what the swapped-in ta
 lack: nothing twice, nothing missed.  Its statement that waited on the lock looks the
 table names up again once the lock is released and finds the swapped-in tables.
 
-A swap that cannot get its locks within :data:`SWAP_LOCK_TIMEOUT` (a long read in the
-way) or loses a deadlock is rolled back, shadow included, and tried again.
+A swap that cannot get its read lock within :data:`READ_LOCK_TIMEOUT` (a long read in
+the way), or its write lock within :data:`WRITE_LOCK_TIMEOUT`, or that loses a deadlock,
+is rolled back, shadow included, and tried again.
 
 Not projections, left alone: ``api_keys``, ``webhook_deliveries``, ``projector_lag``
 (rewritten by the projector itself) and other consumer groups' offsets (copied over).
@@ -78,8 +79,10 @@ LOCK_ORDER = (projector_offsets_table, jobs_table, results_table, error_logs_tab
 
 CATCH_UP_PASSES = 5
 SWAP_ATTEMPTS = 5
-SWAP_LOCK_TIMEOUT = "2s"
-"""Longest wait for the live tables' locks; readers queue behind a waiting swap."""
+WRITE_LOCK_TIMEOUT = "30s"
+"""Longest wait for the write lock: for the projector's batch in hand (readers pass by)."""
+READ_LOCK_TIMEOUT = "2s"
+"""Longest wait for the read lock: readers queue behind a swap waiting for it."""
 
 REBUILD_LOCK_KEY = 0x57_52_45_42
 """The Postgres advisory lock one rebuild holds, so that two never share the shadow."""
@@ -161,12 +164,11 @@ async def swap_in(config: ProjectorConfig, engine: AsyncEngine, codec: EventCode
     ):
         with attempt:
             async with engine.begin() as connection:
-                await connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
-                await _lock_live(connection, "EXCLUSIVE")
+                await _lock_live(connection, "EXCLUSIVE", WRITE_LOCK_TIMEOUT)
                 writes_from = time.monotonic()
                 tail = await _fold_tail(connection, config, codec)
                 jobs, errors = await _prepare_swap(connection)
-                await _lock_live(connection, "ACCESS EXCLUSIVE")
+                await _lock_live(connection, "ACCESS EXCLUSIVE", READ_LOCK_TIMEOUT)
                 reads_from = time.monotonic()
                 await _rename(connection)
             done = time.monotonic()
@@ -296,8 +298,9 @@ def _in_schema(table: Table, schema: str) -> Table:
     return table.to_metadata(MetaData(), schema=schema)
 
 
-async def _lock_live(connection: AsyncConnection, mode: str) -> None:
+async def _lock_live(connection: AsyncConnection, mode: str, wait_at_most: str) -> None:
     quote = connection.dialect.identifier_preparer.quote
+    await connection.execute(text(f"SET LOCAL lock_timeout = '{wait_at_most}'"))
     names = ", ".join(quote(table.name) for table in LOCK_ORDER)
     await connection.execute(text(f"LOCK TABLE {names} IN {mode} MODE"))
 

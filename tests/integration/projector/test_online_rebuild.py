@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -256,3 +257,35 @@ async def test_a_second_rebuild_at_the_same_time_is_refused(
         await holder.execute(select(func.pg_advisory_unlock(REBUILD_LOCK_KEY)))
     report = await rebuild(config, engine, codec)
     assert (report.records, report.jobs) == (0, 0)
+
+
+async def test_a_long_read_makes_the_swap_roll_back_and_try_again(
+    fresh_topics: Settings,
+    engine: AsyncEngine,
+    producer: EventProducer,
+    codec: EventCodec,
+    start_projector: StartProjector,
+    *,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flow = Flow(producer, fresh_topics)
+    flow.produce(3)
+    config = projector_config(fresh_topics)
+    await start_projector(config, engine)
+    await folded(engine, config, flow.records)
+    await build_shadow(config, engine, codec)
+    expected = await table_rows(engine)
+
+    async def retried() -> bool:
+        return "swap lost a lock race" in caplog.text
+
+    with caplog.at_level(logging.WARNING, logger="db.projector.rebuild"):
+        async with engine.connect() as long_read:
+            # its transaction holds the jobs table's read lock until it ends
+            await long_read.execute(select(jobs_table.c.id))
+            swapping = asyncio.create_task(swap_in(config, engine, codec))
+            await eventually(retried, what="the swap to give up its first try")
+            assert not swapping.done()
+        swap = await swapping
+    assert swap.jobs == 3
+    assert await table_rows(engine) == expected
