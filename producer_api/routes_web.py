@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
@@ -35,17 +34,20 @@ _HEADERS = {
 }
 
 
-def _web_dir() -> Traversable:
-    return resources.files("producer_api") / "web"
-
-
 @cache
+def _assets() -> dict[str, bytes]:
+    """Every file of the page by name, read once (a few tens of KB). Only these names
+    are served: no path from the URL reaches the disk."""
+    folder = resources.files("producer_api") / "web"
+    return {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.is_file() and (entry.name == "index.html" or _NAME.fullmatch(entry.name))
+    }
+
+
 def _asset(name: str) -> bytes | None:
-    """A file of the page, read once; None for a name that is not one of them."""
-    if name != "index.html" and not _NAME.fullmatch(name):
-        return None  # no path from the URL reaches the disk
-    path = _web_dir() / name
-    return path.read_bytes() if path.is_file() else None
+    return _assets().get(name)
 
 
 def _suffix(name: str) -> str:
