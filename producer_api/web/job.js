@@ -88,7 +88,7 @@ function transcriptView(job, document, audio) {
       if (!audio.paused) button.scrollIntoView({ block: "nearest" });
     }
   });
-  const text = segments.map((s) => s.text.trim()).join(" ");
+  const text = segments.map((s) => s.text.trim()).filter(Boolean).join(" "); // as ?format=text
   const copy = h("button.secondary", { type: "button", id: "copy-text" }, "Copy text");
   copy.addEventListener("click", async () => {
     try {

@@ -162,11 +162,19 @@ def test_upload_progress_then_the_transcript_against_the_audio(
     with system.http(user.key) as client:
         api_srt = client.get(f"/transcribe/{job_id}", params={"format": "srt"})
         job = client.get(f"/transcribe/{job_id}").json()
+        api_text = client.get(f"/transcribe/{job_id}", params={"format": "text"}).text
         document = client.get(f"/transcribe/{job_id}", params={"format": "json"}).json()
     assert (job["model"], job["language"]) == ("tiny.en", "en")
     assert document["segments"][0]["words"], "word timestamps were asked for"
     assert api_srt.status_code == 200
     assert Path(download.path()).read_text(encoding="utf-8") == api_srt.text
+
+    # Copy text puts the transcript on the clipboard, as ?format=text gives it
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy text").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == api_text.rstrip("\n")
 
     # the audio plays from S3 through a presigned URL; a click on a segment seeks to it
     page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
@@ -330,6 +338,9 @@ def test_the_admin_view_shows_a_worker_with_its_pool_stats(
 def test_the_file_picker_opens_from_the_keyboard(
     system: System, page: Page, tmp_path: Path
 ) -> None:
+    # interception of file choosers starts without an answer from the browser: start it
+    # before the page, so the chooser opened below cannot slip past it
+    page.on("filechooser", lambda _chooser: None)
     page.goto(system.api_url + "/")
     picker = page.get_by_role("button", name="Choose files…")
     picker.focus()
