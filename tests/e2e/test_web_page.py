@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -274,6 +276,17 @@ def test_cancel_a_long_job_from_the_list(
     expect(page.locator(f"tr[data-job-id='{job_id}']")).to_be_visible()
 
 
+def _wait_for_dead_letter(system: System, job_id: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    with system.http() as client:
+        while time.monotonic() < deadline:
+            page = client.get("/admin/errors", params={"resolved": "false", "limit": 100})
+            if job_id in {e["job_id"] for e in page.json()["items"]}:
+                return
+            time.sleep(0.3)
+    raise AssertionError(f"no dead letter of job {job_id} after {timeout_s} s")
+
+
 def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
     system: System, browser: Browser, page: Page, user: UserKey
 ) -> None:
@@ -294,6 +307,7 @@ def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
     expect(failure).to_contain_text(failed["error"]["message"])
     expect(failure).to_contain_text(f"Attempts: {failed['attempts']}")
 
+    _wait_for_dead_letter(system, job_id)  # the projector writes it apart from the status
     context = _context(browser, system.admin_key)
     try:
         admin = context.new_page()
@@ -310,13 +324,24 @@ def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
     assert int(error_id or 0) in {e["id"] for e in resolved["items"]}
 
 
+def _live_worker_that_has_used_its_pool(system: System, timeout_s: float = 60) -> Any:
+    """A worker's heartbeat, once one reports a model-pool lookup (the jobs above made
+    some; heartbeats come every few seconds)."""
+    deadline = time.monotonic() + timeout_s
+    with system.http() as client:
+        while time.monotonic() < deadline:
+            for worker in client.get("/admin/health").json()["workers"]["live"]:
+                pool = worker["model_pool"]
+                if pool["hits"] + pool["misses"] >= 1:
+                    return worker
+            time.sleep(0.5)
+    raise AssertionError(f"no live worker with pool lookups after {timeout_s} s")
+
+
 def test_the_admin_view_shows_a_worker_with_its_pool_stats(
     system: System, browser: Browser
 ) -> None:
-    with system.http() as client:
-        live = client.get("/admin/health").json()["workers"]["live"]
-    assert live, "no live worker"
-    worker = live[0]
+    worker = _live_worker_that_has_used_its_pool(system)
     context = _context(browser, system.admin_key)
     try:
         page = context.new_page()
