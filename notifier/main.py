@@ -9,10 +9,10 @@ import signal
 from prometheus_client import CollectorRegistry
 
 from db.engine import create_engine
-from db.projector.main import _metrics_server
 from notifier.metrics import NotifierMetrics
 from notifier.service import Notifier, NotifierConfig
 from schemas.codec import EventCodec
+from whisperstream.metrics_server import metrics_server
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,10 @@ async def _serve(settings: Settings) -> int:
     codec = EventCodec(settings.schema_registry_url)
     notifier = Notifier(config, engine, codec, metrics)
     try:
-        with codec, _metrics_server(registry, settings.api_host, settings.notifier_metrics_port):
+        with (
+            codec,
+            metrics_server("notifier", registry, settings.api_host, settings.notifier_metrics_port),
+        ):
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, notifier.stop)
             log.info("notifier %s over %s", config.consumer.group_id, config.consumer.topic)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from db.engine import create_engine
 from db.projector.config import ProjectorConfig
@@ -16,6 +14,7 @@ from db.projector.lag import LagMetrics
 from db.projector.service import Projector
 from schemas.codec import EventCodec
 from whisperstream.heartbeat_file import HeartbeatFile
+from whisperstream.metrics_server import metrics_server
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,21 +23,6 @@ log = logging.getLogger(__name__)
 def run_projector(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; the batch in hand is committed before returning."""
     return asyncio.run(_serve(settings))
-
-
-@contextlib.contextmanager
-def _metrics_server(registry: CollectorRegistry, host: str, port: int | None) -> Iterator[None]:
-    if port is None:
-        yield
-        return
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    log.info("projector metrics on http://%s:%d/metrics", host, server.server_port)
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 async def _serve(settings: Settings) -> int:
@@ -50,7 +34,9 @@ async def _serve(settings: Settings) -> int:
     try:
         with (
             EventCodec(settings.schema_registry_url) as codec,
-            _metrics_server(registry, settings.api_host, settings.projector_metrics_port),
+            metrics_server(
+                "projector", registry, settings.api_host, settings.projector_metrics_port
+            ),
         ):
             heartbeat = HeartbeatFile(settings.whisperstream_heartbeat_file)
             projector = Projector(config, engine, codec, metrics=metrics, heartbeat=heartbeat)
