@@ -26,6 +26,7 @@ from producer_api import (
     routes_webhooks,
 )
 from producer_api.appkeys import (
+    AUTH_FAILURE_LIMITER_KEY,
     CODEC_KEY,
     ENGINE_KEY,
     HEARTBEATS_KEY,
@@ -37,6 +38,7 @@ from producer_api.appkeys import (
     STORE_KEY,
 )
 from producer_api.auth import Authenticator, database_lookup
+from producer_api.body_deadline import BODY_DEADLINE_KEY, BodyDeadline, body_deadline_middleware
 from producer_api.heartbeats import HeartbeatMonitor
 from producer_api.metrics import ApiMetrics
 from producer_api.middlewares import (
@@ -81,6 +83,16 @@ def build_operations() -> OperationTable:
     return table
 
 
+def _install_limits(app: web.Application, settings: Settings) -> None:
+    app[LIMITER_KEY] = RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
+    app[AUTH_FAILURE_LIMITER_KEY] = RateLimiter(
+        settings.api_auth_failures_per_min / 60, settings.api_auth_failure_burst
+    )
+    app[BODY_DEADLINE_KEY] = BodyDeadline(
+        settings.api_body_timeout_s, settings.api_body_min_rate_bytes_s
+    )
+
+
 def create_app(
     settings: Settings, *, producer_options: dict[str, Any] | None = None
 ) -> web.Application:
@@ -93,11 +105,12 @@ def create_app(
             problem_middleware,
             openai_error_middleware,
             auth_middleware,
+            body_deadline_middleware,
         ],
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = ApiMetrics()
-    app[LIMITER_KEY] = RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_limit_burst)
+    _install_limits(app, settings)
     operations = build_operations()
     app[OPERATIONS_KEY] = operations
     app[MODELS_KEY] = InstalledModels(settings)

@@ -21,5 +21,7 @@ PRODUCER_KEY = web.AppKey("producer", KafkaProducer)
 CODEC_KEY = web.AppKey("codec", EventCodec)
 METRICS_KEY = web.AppKey("metrics", ApiMetrics)
 LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
+AUTH_FAILURE_LIMITER_KEY = web.AppKey("auth_failure_limiter", RateLimiter)
+"""Failed authentications per client address."""
 OPERATIONS_KEY = web.AppKey("operations", OperationTable)
 HEARTBEATS_KEY = web.AppKey("heartbeats", HeartbeatMonitor)

@@ -8,7 +8,12 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from producer_api.appkeys import LIMITER_KEY, METRICS_KEY, OPERATIONS_KEY
+from producer_api.appkeys import (
+    AUTH_FAILURE_LIMITER_KEY,
+    LIMITER_KEY,
+    METRICS_KEY,
+    OPERATIONS_KEY,
+)
 from producer_api.auth import Authenticator, AuthUnavailableError, Principal, key_from_headers
 from producer_api.openapi import Access
 from producer_api.problems import ProblemError, from_problem, problem_response
@@ -101,8 +106,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if access is None or access is Access.PUBLIC:
         return await handler(request)
 
+    failures = request.app[AUTH_FAILURE_LIMITER_KEY]
+    client = request.remote or "unknown"
+    # An address that keeps failing is refused before its key is even looked at, so
+    # guessing keys (or hammering Postgres with lookups) gets nowhere.
+    if (cooling_s := failures.wait_s(client)) > 0:
+        raise _too_many_failures(cooling_s)
     key = key_from_headers(request.headers.get("Authorization"), request.headers.get("X-API-Key"))
     if key is None:
+        failures.acquire(client)
         raise _unauthorized(
             "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
         )
@@ -117,6 +129,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             headers={"Retry-After": "5"},
         ) from exc
     if principal is None:
+        failures.acquire(client)
         raise _unauthorized("the API key is not valid")
     if access is Access.ADMIN and not principal.is_admin:
         raise ProblemError(403, "Forbidden", "this route needs an admin API key", slug="forbidden")
@@ -132,6 +145,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
     request[PRINCIPAL_KEY] = principal
     return await handler(request)
+
+
+def _too_many_failures(wait_s: float) -> ProblemError:
+    return ProblemError(
+        429,
+        "Too Many Requests",
+        "too many requests with a missing or invalid API key from this address; "
+        f"retry in {wait_s:.2f} s",
+        slug="auth-throttled",
+        headers={"Retry-After": retry_after_header(wait_s)},
+    )
 
 
 def _unauthorized(detail: str) -> ProblemError:

@@ -104,6 +104,30 @@ class Settings(BaseSettings):
     api_rate_limit_per_s: float = Field(default=200.0, gt=0)
     api_rate_limit_burst: int = Field(default=400, ge=1)
     api_kafka_delivery_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    api_auth_failures_per_min: float = Field(
+        default=30.0,
+        gt=0,
+        description="failed authentications (401) one client address may make per minute on "
+        "average; past API_AUTH_FAILURE_BURST the address gets 429 with Retry-After, even "
+        "with a valid key, until it cools down (the TCP peer address: behind a proxy "
+        "that is the proxy's)",
+    )
+    api_auth_failure_burst: int = Field(
+        default=20, ge=1, description="failed authentications allowed in a row before 429"
+    )
+    api_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds a request body may take to arrive, extended by one second per "
+        "API_BODY_MIN_RATE_BYTES_S bytes received; a slower body is cut off with 408",
+    )
+    api_body_min_rate_bytes_s: int = Field(
+        default=8192,
+        ge=1,
+        description="the slowest upload rate (bytes/s, averaged) the API waits for; see "
+        "API_BODY_TIMEOUT_S",
+    )
     api_events_keepalive_s: float = Field(
         default=15.0,
         gt=0,
