@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,7 +36,7 @@ from producer_api.routes_events import FEED_KEY
 from producer_api.routes_transcribe import PUBLISHER_KEY, result_document
 from producer_api.status_feed import Subscription, SubscriptionEndedError
 from producer_api.submission import kafka_unavailable
-from producer_api.upload import StoredUpload, stream_upload
+from producer_api.upload import StoredUpload, shown_filename, stream_upload
 from schemas.events import AudioRef, JobStatus
 from storage.errors import StorageError
 from storage.keys import audio_uri
@@ -184,7 +185,7 @@ async def _receive(request: web.Request, job_id: str, form: _Form) -> None:
             part = _part(item)
             if part.name == "file":
                 _only_file(form)
-                form.filename = part.filename
+                form.filename = shown_filename(part.filename)
                 form.stored = await stream_upload(
                     part,
                     request.app[STORE_KEY],
@@ -200,7 +201,7 @@ async def _receive(request: web.Request, job_id: str, form: _Form) -> None:
                 form.fields[part.name] = await _field_text(part)
     except (ProblemError, OpenAIError):
         raise
-    except (ValueError, AssertionError) as exc:
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
         raise OpenAIError(400, f"malformed multipart body: {exc}") from exc
     except StorageError as exc:
         raise OpenAIError(503, f"the audio could not be stored: {exc}") from exc

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.api_support import get_owned_job
@@ -27,7 +28,7 @@ from producer_api.submission import (
     database_unavailable,
     kafka_unavailable,
 )
-from producer_api.upload import StoredUpload, stream_upload
+from producer_api.upload import StoredUpload, shown_filename, stream_upload
 from producer_api.views import ACCEPTED_SCHEMA, JOB_SCHEMA, accepted_view, job_view
 from schemas.events import AudioRef
 from storage.errors import InvalidS3UriError, ObjectNotFoundError, StorageError
@@ -107,7 +108,7 @@ async def _receive(request: web.Request, job_id: str, received: _Received) -> No
         if part.name == "file":
             if received.stored is not None:
                 raise validation_error("file", "send exactly one file")
-            received.filename = part.filename
+            received.filename = shown_filename(part.filename)
             received.stored = await stream_upload(
                 part,
                 request.app[STORE_KEY],
@@ -130,7 +131,9 @@ async def _submit_upload(request: web.Request, idempotency_key: str | None) -> w
             await _receive(request, job_id, received)
         except ProblemError:
             raise
-        except (ValueError, AssertionError) as exc:
+        except (ValueError, AssertionError, HttpProcessingError) as exc:
+            # aiohttp's parser errors (a control character in a part's header, say) are
+            # HttpProcessingError, not ValueError: they were answered with 500
             raise ProblemError(
                 400, "Bad Request", f"malformed multipart body: {exc}", slug="bad-multipart"
             ) from exc

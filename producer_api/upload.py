@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import unicodedata
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, hdrs
 
@@ -102,3 +104,21 @@ async def _write(pipe: ChunkPipe, data: bytes) -> None:
     # Hop to a thread only when the pipe is full (S3 is slower than the client).
     if not pipe.try_write(data):
         await asyncio.to_thread(pipe.write, data)
+
+
+MAX_SHOWN_FILENAME = 255
+
+
+def shown_filename(name: str | None) -> str | None:
+    """The client's file name as the job records and shows it: valid UTF-8 (aiohttp hands
+    undecodable header bytes over as surrogates, which no event or JSON can carry), no
+    control characters, at most 255 characters. The object key uses its own, stricter
+    form (storage.keys.sanitise_filename)."""
+    if name is None:
+        return None
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in text)
+    if len(text) > MAX_SHOWN_FILENAME:
+        suffix = PurePosixPath(text).suffix[:16]
+        text = text[: MAX_SHOWN_FILENAME - len(suffix)] + suffix
+    return text
