@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from schemas.events import (
     JobError,
@@ -16,6 +17,19 @@ from schemas.events import (
     utc_now,
 )
 from stream_workers.ports import EventPublisher
+
+_COMPLETED_EVENTS = uuid.UUID("5a1f0c2e-3b7d-4e8a-9c61-2d4f8b0e7a13")
+
+
+def completed_event_id(job_id: str) -> str:
+    """The id of every `completed` event of a job.
+
+    A job completes once, but a worker killed after sending `completed` and before
+    committing its offset gets the request again, finds the stored result and sends
+    `completed` again. With the same id, consumers that deduplicate on it (the notifier's
+    `webhook-id`) see one event, not a second completion.
+    """
+    return str(uuid.uuid5(_COMPLETED_EVENTS, job_id))
 
 
 class StatusEmitter:
@@ -89,8 +103,9 @@ class StatusEmitter:
         self._seq += 1
         if progress is not None:
             self._progress = min(1.0, max(0.0, progress))
+        completed = status is JobStatus.COMPLETED
         return JobStatusChanged(
-            event_id=new_event_id(),
+            event_id=completed_event_id(self._request.job_id) if completed else new_event_id(),
             job_id=self._request.job_id,
             occurred_at=utc_now(),
             attempt=self._request.attempt,

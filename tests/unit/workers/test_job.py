@@ -168,6 +168,25 @@ async def test_redelivery_after_completion_emits_completed_again_without_transcr
     assert only.result.text.startswith("word0")
 
 
+async def test_a_completed_event_sent_again_carries_the_first_ones_id(
+    harness: Harness,
+) -> None:
+    # found by the chaos run: a worker killed between sending `completed` and committing
+    # its offset sent a second `completed` with a new id, so the job was called back twice
+    delivery = harness.delivery()
+    await harness.runner.run(delivery)
+    [first] = [s for s in harness.publisher.statuses() if s.status == JobStatus.COMPLETED]
+    harness.publisher.sent.clear()
+    await harness.runner.run(delivery)
+    [again] = harness.publisher.statuses()
+    assert again.event_id == first.event_id
+    other = harness.delivery()
+    await harness.runner.run(other)
+    [its] = [s for s in harness.publisher.statuses() if s.job_id == other.request.job_id][-1:]
+    assert its.status == JobStatus.COMPLETED
+    assert its.event_id != first.event_id
+
+
 async def test_a_cancelled_pending_job_never_starts(harness: Harness) -> None:
     delivery = harness.delivery()
     harness.cancels.cancel(delivery.request.job_id)
