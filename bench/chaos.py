@@ -1,0 +1,734 @@
+"""The chaos run (issue 18): jobs flow through `whisperstream up` while its services are
+SIGKILLed at random, then a verdict on what every job and every client saw.
+
+A driver submits `--jobs` short clips through the API at a steady rate, each with an
+`Idempotency-Key` and a `callback_url`, retrying a refused or failed submit with the same
+key; `--upstream` more are produced straight to Kafka. Meanwhile a seeded loop kills a
+random service (broker, S3, Postgres, API, worker, projector, notifier) every
+`--kill-every MIN-MAX` seconds and waits for `up` to bring it back. Then it checks every
+promise (see `verdict`) and prints the numbers. Run: `make chaos` or
+`python -m bench.chaos --seed 1 --jobs 1000 --upstream 100 --kill-every 20-40`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+from confluent_kafka import Producer
+from minio import Minio
+
+from bench.chaos_receiver import ChaosReceiver
+from examples.upstream_producer import current_schema, single_object
+from schemas.codec import EventCodec
+from schemas.events import JobStatusChanged
+from tests.support.audio import JFK_FLAC, cut
+from tests.support.kafka_read import records_to_end
+from tests.support.stack import random_stack_settings, stack_env
+from tests.support.up import Up, wait_until
+from whisperstream.settings import Settings
+from whisperstream.stack.ports import free_port
+
+ADMIN_KEY = "chaos-admin-key"
+SERVICES = ("broker", "s3", "postgres", "api", "worker", "projector", "notifier")
+READY_LINE = {
+    "api": r"api\s+ready on http",
+    "worker": r"worker\s+ready: worker",
+    "projector": r"projector\s+ready",
+    "notifier": r"notifier\s+ready: webhooks",
+    "broker": r"up\s+broker ready in",
+    "s3": r"up\s+s3 ready in",
+    "postgres": r"up\s+postgres ready in",
+}
+# `up` stops everything at a service's fifth crash within five minutes (a crash loop):
+# the chaos loop kills one service at most this often, so what it tests is recovery
+KILLS_PER_SERVICE_PER_5_MIN = 3
+RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+PROBLEM_TYPE = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    seed: int
+    jobs: int
+    upstream: int
+    kill_every: tuple[float, float] | None
+    """seconds between kills, or None for a quiet run"""
+    rate_per_s: float = 2.0
+    clip_seconds: tuple[float, float] = (2.0, 3.0)
+    finish_within_s: float = 1800.0
+
+
+@dataclass
+class Submission:
+    idempotency_key: str
+    started: float
+    job_id: str | None = None
+    attempts: int = 0
+    refusals: list[tuple[int, bool]] = field(default_factory=list)
+    """(status, body was a problem) of each non-2xx answer"""
+    errors: list[str] = field(default_factory=list)
+    """transport errors (no answer at all)"""
+    job_ids_seen: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Kill:
+    service: str
+    at: float
+    recovered_s: float | None
+
+
+@dataclass
+class ChaosRun:
+    config: ChaosConfig
+    submissions: list[Submission] = field(default_factory=list)
+    upstream: dict[str, float] = field(default_factory=dict)
+    """job id -> when its request was first produced"""
+    upstream_retries: int = 0
+    kills: list[Kill] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    completed_copies: int = 0
+    """records on the status topic that repeat a `completed` event (same id)"""
+
+
+# --- the system -------------------------------------------------------------------
+
+
+@dataclass
+class System:
+    up: Up
+    settings: Settings
+    receiver: ChaosReceiver
+
+    @property
+    def database_url(self) -> str:
+        return re.sub(r"^postgresql\+\w+://", "postgresql://", self.settings.effective_database_url)
+
+
+@contextlib.contextmanager
+def running_system(state_dir: Path) -> Any:
+    settings = random_stack_settings(state_dir)
+    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    receiver = ChaosReceiver(webhook_secret)
+    receiver.start()
+    api_port = free_port()
+    env = {
+        **os.environ,
+        **stack_env(settings),
+        "API_PORT": str(api_port),
+        "WHISPERSTREAM_ADMIN_KEY": ADMIN_KEY,
+        "WEBHOOK_SECRET": webhook_secret,
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        # a callback lost to a notifier killed mid-send is tried again soon
+        "WEBHOOK_RETRY_SCHEDULE": "2s,5s,10s,30s,1m,2m",
+    }
+    env.pop("DATABASE_URL")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = (state_dir / "up-terminal.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whisperstream.cli.main", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    up = Up(proc, state_dir, f"http://127.0.0.1:{api_port}", env)
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            up.lines.append(line.rstrip("\n"))
+            log.write(line)
+            log.flush()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        for pattern in READY_LINE.values():
+            up.wait_for_line(pattern, timeout=300)
+        yield System(up, settings, receiver)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.join(timeout=10)
+        log.close()
+        receiver.stop()
+
+
+def make_clips(config: ChaosConfig, folder: Path) -> list[bytes]:
+    """Ten clips of jfk.flac, each between the configured lengths, from across the speech."""
+    rng = random.Random(config.seed)
+    clips = []
+    for index in range(10):
+        length = rng.uniform(*config.clip_seconds)
+        start = rng.uniform(0.0, 10.5 - length)
+        clips.append(cut(JFK_FLAC, folder / f"clip-{index}.flac", start, length).read_bytes())
+    return clips
+
+
+# --- the API driver ---------------------------------------------------------------
+
+
+def _is_problem(response: httpx.Response) -> bool:
+    if not response.headers.get("content-type", "").startswith(PROBLEM_TYPE):
+        return False
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        return isinstance(body, dict) and "title" in body and "status" in body
+    return False
+
+
+def submit_one(
+    system: System, submission: Submission, clip: bytes, number: int, give_up_at: float
+) -> None:
+    """Submit until a 202, with the same key; back off like a polite client."""
+    callback = f"{system.receiver.base_url}/chaos/{number}"
+    headers = {
+        "Authorization": f"Bearer {ADMIN_KEY}",
+        "Idempotency-Key": submission.idempotency_key,
+    }
+    wait = 0.5
+    with httpx.Client(base_url=system.up.api_url, timeout=30) as client:
+        while time.monotonic() < give_up_at:
+            submission.attempts += 1
+            try:
+                response = client.post(
+                    "/transcribe",
+                    headers=headers,
+                    files={"file": (f"chaos-{number}.flac", clip, "audio/flac")},
+                    data={"model": "tiny.en", "callback_url": callback},
+                )
+            except httpx.HTTPError as exc:
+                submission.errors.append(type(exc).__name__)
+            else:
+                if response.status_code == 202:
+                    job_id = str(response.json()["job_id"])
+                    submission.job_ids_seen.add(job_id)
+                    submission.job_id = job_id
+                    return
+                submission.refusals.append((response.status_code, _is_problem(response)))
+                if response.status_code not in RETRYABLE:
+                    return
+                with contextlib.suppress(ValueError):
+                    wait = max(wait, float(response.headers.get("retry-after", "0")))
+            time.sleep(min(wait, 10.0))
+            wait = min(wait * 2, 10.0)
+
+
+def drive_api(system: System, run: ChaosRun, clips: list[bytes], stop_at: float) -> None:
+    config = run.config
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for number in range(config.jobs):
+            due = started + number / config.rate_per_s
+            time.sleep(max(0.0, due - time.monotonic()))
+            submission = Submission(f"chaos-{config.seed}-{number}", time.monotonic())
+            run.submissions.append(submission)
+            pool.submit(submit_one, system, submission, clips[number % len(clips)], number, stop_at)
+
+
+# --- the upstream producer --------------------------------------------------------
+
+
+def _collect_errors(errors: list[str]) -> Callable[[Any, Any], None]:
+    def collect(error: Any, _message: Any) -> None:
+        if error is not None:
+            errors.append(str(error))
+
+    return collect
+
+
+def drive_upstream(system: System, run: ChaosRun, clips: list[bytes], stop_at: float) -> None:
+    """Produce `upstream` requests straight to Kafka, as examples/upstream_producer.py
+    does, spread over the API driver's time; each is retried until acknowledged."""
+    config = run.config
+    settings = system.settings
+    endpoint = urlsplit(settings.s3_endpoint)
+    s3 = Minio(
+        endpoint.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=False,
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "message.timeout.ms": 60000,
+            # a broker killed on purpose: librdkafka's connection errors are expected
+            "log_level": 0,
+        }
+    )
+    schema = current_schema()
+    spacing = config.jobs / config.rate_per_s / max(config.upstream, 1)
+    started = time.monotonic()
+    for number in range(config.upstream):
+        time.sleep(max(0.0, started + number * spacing - time.monotonic()))
+        job_id = str(uuid.uuid4())
+        clip = clips[number % len(clips)]
+        key = f"uploads/{job_id}/upstream-{number}.flac"
+        first = time.monotonic()
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "job_id": job_id,
+            "occurred_at": datetime.now(UTC),
+            "priority": "normal",
+            "attempt": 1,
+            "not_before": None,
+            "audio": {
+                "uri": f"s3://{settings.audio_bucket}/{key}",
+                "size_bytes": len(clip),
+                "sha256": hashlib.sha256(clip).hexdigest(),
+                "content_type": "audio/flac",
+                "original_filename": f"upstream-{number}.flac",
+            },
+            "model": "tiny.en",
+            "engine": None,
+            "language": None,
+            "task": "transcribe",
+            "options": {
+                "initial_prompt": None,
+                "word_timestamps": False,
+                "temperature": 0.0,
+                "beam_size": None,
+                "vad_filter": False,
+            },
+            "owner": None,
+            "idempotency_key": None,
+            "callback_url": f"{system.receiver.base_url}/upstream/{number}",
+            "source": "kafka",
+            "correlation_id": None,
+        }
+        value = single_object(schema, record)
+        while time.monotonic() < stop_at:
+            try:
+                s3.put_object(settings.audio_bucket, key, io.BytesIO(clip), len(clip))
+            except Exception:  # noqa: BLE001 - S3 down: an upstream system tries again
+                run.upstream_retries += 1
+                time.sleep(2)
+                continue
+            errors: list[str] = []
+            producer.produce(
+                "transcription.requests.normal",
+                key=job_id.encode(),
+                value=value,
+                on_delivery=_collect_errors(errors),
+            )
+            if producer.flush(90) == 0 and not errors:
+                run.upstream[job_id] = first
+                break
+            run.upstream_retries += 1
+            time.sleep(2)
+
+
+# --- the chaos loop ---------------------------------------------------------------
+
+
+def _ready_lines(up: Up, service: str) -> int:
+    regex = re.compile(READY_LINE[service])
+    return sum(1 for line in list(up.lines) if regex.search(line))
+
+
+def kill_and_time_recovery(up: Up, service: str) -> Kill:
+    """SIGKILL the service; how long until `up` has it running and ready again."""
+    ready_before = _ready_lines(up, service)
+    record = up.supervisor_state()["services"][service]
+    old_pid = int(record["pid"])
+    at = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(old_pid, signal.SIGKILL)
+
+    def back() -> bool | None:
+        now = up.supervisor_state()["services"][service]
+        restarted = now["pid"] != old_pid and now["running"]
+        return True if restarted and _ready_lines(up, service) > ready_before else None
+
+    try:
+        wait_until(f"{service} back", back, 300)
+    except AssertionError:
+        return Kill(service, at, None)
+    return Kill(service, at, time.monotonic() - at)
+
+
+def chaos_loop(system: System, run: ChaosRun, stop: threading.Event) -> None:
+    assert run.config.kill_every is not None
+    rng = random.Random(run.config.seed)
+    low, high = run.config.kill_every
+    while not stop.wait(rng.uniform(low, high)):
+        now = time.monotonic()
+        allowed = [
+            name
+            for name in SERVICES
+            if sum(1 for k in run.kills if k.service == name and now - k.at < 300)
+            < KILLS_PER_SERVICE_PER_5_MIN
+        ]
+        service = rng.choice(allowed or list(SERVICES))
+        run.kills.append(kill_and_time_recovery(system.up, service))
+
+
+# --- the verdict ------------------------------------------------------------------
+
+
+def _all_rows(cursor: psycopg.Cursor[Any], query: str) -> list[tuple[Any, ...]]:
+    cursor.execute(query)
+    return [tuple(row) for row in cursor.fetchall()]
+
+
+PROJECTED = {
+    "transcription_jobs": "SELECT * FROM transcription_jobs ORDER BY id",
+    "transcription_results": "SELECT * FROM transcription_results ORDER BY job_id",
+    "error_logs": "SELECT * FROM error_logs ORDER BY id",
+}
+
+
+def projected_tables(system: System) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(system.database_url) as connection, connection.cursor() as cursor:
+        return {table: _all_rows(cursor, query) for table, query in PROJECTED.items()}
+
+
+def wait_for_the_end(system: System, run: ChaosRun, expected: set[str]) -> None:
+    """Until every expected job has its completed callback (or the run's time is up)."""
+
+    def all_called_back() -> bool | None:
+        done = set(system.receiver.completed_by_job())
+        return True if expected <= done else None
+
+    with contextlib.suppress(AssertionError):
+        wait_until("every completed callback", all_called_back, run.config.finish_within_s)
+
+
+def check_clients(run: ChaosRun) -> None:
+    """Every submit ended in one job; every refusal was a problem body."""
+    fail = run.failures.append
+    for submission in run.submissions:
+        if submission.job_id is None:
+            fail(f"{submission.idempotency_key}: never accepted ({submission.refusals[-3:]})")
+        if len(submission.job_ids_seen) > 1:
+            fail(f"{submission.idempotency_key}: retries made jobs {submission.job_ids_seen}")
+        fail_statuses = [status for status, problem in submission.refusals if not problem]
+        if fail_statuses:
+            fail(f"{submission.idempotency_key}: {fail_statuses} without a problem body")
+    if len(run.upstream) != run.config.upstream:
+        fail(f"only {len(run.upstream)} of {run.config.upstream} upstream requests produced")
+
+
+def completed_status_events(system: System, run: ChaosRun) -> Counter[str]:
+    """Distinct `completed` events per job on the status topic. A copy of one event (the
+    same event id, sent again by a worker that redelivered the job) is one event, as every
+    consumer deduplicates on the id; the copies are counted in the report."""
+    ids: dict[str, set[str]] = {}
+    records = 0
+    codec = EventCodec()
+    bootstrap = system.settings.kafka_bootstrap_servers
+    for _, _, value in records_to_end(bootstrap, "transcription.status", timeout=120):
+        assert value is not None
+        event = codec.decode(value, JobStatusChanged)
+        if str(event.status) == "completed":
+            records += 1
+            ids.setdefault(event.job_id, set()).add(event.event_id)
+    run.completed_copies = records - sum(len(found) for found in ids.values())
+    return Counter({job_id: len(found) for job_id, found in ids.items()})
+
+
+def succeeded_deliveries(system: System, expected: set[str]) -> Counter[str]:
+    """Succeeded `transcription.completed` rows of webhook_deliveries per job, once the
+    notifier has recorded them all (it records after the receiver answered)."""
+    query = (
+        "SELECT job_id::text FROM webhook_deliveries "
+        "WHERE status = 'succeeded' AND event_type = 'transcription.completed'"
+    )
+    counted: Counter[str] = Counter()
+
+    def recorded() -> bool | None:
+        nonlocal counted
+        with psycopg.connect(system.database_url) as connection, connection.cursor() as cursor:
+            counted = Counter(row[0] for row in _all_rows(cursor, query))
+        return True if set(counted) >= expected else None
+
+    with contextlib.suppress(AssertionError):
+        wait_until("delivery rows", recorded, 120)
+    return counted
+
+
+def check_jobs(system: System, run: ChaosRun, expected: set[str]) -> set[str]:
+    """Each expected job completed exactly once, every way it can be seen; the job ids
+    the database knows."""
+    fail = run.failures.append
+    with psycopg.connect(system.database_url) as connection, connection.cursor() as cursor:
+        jobs = dict(_all_rows(cursor, "SELECT id::text, status FROM transcription_jobs"))
+        results = Counter(
+            row[0] for row in _all_rows(cursor, "SELECT job_id::text FROM transcription_results")
+        )
+    succeeded = succeeded_deliveries(system, expected)
+    extra = set(jobs) - expected
+    if extra:
+        fail(f"{len(extra)} jobs nobody was told of: {sorted(extra)[:5]}")
+    status_events = completed_status_events(system, run)
+    callbacks = system.receiver.completed_by_job()
+    for job_id in sorted(expected):
+        seen = {
+            "job status": jobs.get(job_id),
+            "result rows": results[job_id],
+            "completed events": status_events[job_id],
+            "webhook ids received": len(callbacks.get(job_id, [])),
+            "succeeded deliveries": succeeded[job_id],
+        }
+        if seen != {**dict.fromkeys(seen, 1), "job status": "completed"}:
+            fail(f"{job_id}: {seen}")
+    if system.receiver.forged:
+        fail(f"{system.receiver.forged} callbacks failed signature verification")
+    return set(jobs)
+
+
+def record_latencies(system: System, run: ChaosRun, expected: set[str]) -> None:
+    """First submit attempt (or produce) to the completed callback's arrival."""
+    first = {s.job_id: s.started for s in run.submissions if s.job_id} | run.upstream
+    for job_id, callbacks in system.receiver.completed_by_job().items():
+        if job_id in expected:
+            run.latencies_s.append(callbacks[0].arrived - first[job_id])
+
+
+def check_services(system: System, run: ChaosRun) -> None:
+    services = system.up.supervisor_state()["services"]
+    down = [name for name, record in services.items() if not record["running"]]
+    if down or system.up.proc.poll() is not None:
+        run.failures.append(f"services down at the end: {down}; up: {system.up.proc.poll()}")
+    for kill in run.kills:
+        if kill.recovered_s is None:
+            run.failures.append(f"{kill.service} did not come back after a kill")
+
+
+def verdict(system: System, run: ChaosRun) -> None:
+    """Append to `run.failures` every promise that did not hold."""
+    expected = {s.job_id for s in run.submissions if s.job_id} | set(run.upstream)
+    check_clients(run)
+    wait_for_the_end(system, run, expected)
+    jobs = check_jobs(system, run, expected)
+    record_latencies(system, run, expected)
+    check_rebuild(system, run)
+    check_orphans(system, run, jobs)
+    dead = records_to_end(system.settings.kafka_bootstrap_servers, "transcription.dlq")
+    if dead:
+        run.failures.append(f"{len(dead)} dead letters")
+    check_services(system, run)
+
+
+def check_rebuild(system: System, run: ChaosRun) -> None:
+    """The projector's tables equal a rebuild by replay (`replay --rebuild`, online)."""
+    live = projected_tables(system)
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "whisperstream.cli.main", "replay", "--rebuild"],
+        env=system.up.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if rebuilt.returncode != 0:
+        run.failures.append(f"replay --rebuild failed: {rebuilt.stdout}{rebuilt.stderr}")
+        return
+    after = projected_tables(system)
+    for table in PROJECTED:
+        if live[table] != after[table]:
+            differ = set(live[table]) ^ set(after[table])
+            run.failures.append(f"{table} differs from its rebuild: {sorted(map(str, differ))[:4]}")
+
+
+def check_orphans(system: System, run: ChaosRun, jobs: set[str]) -> None:
+    """Every object under uploads/ belongs to a job."""
+    settings = system.settings
+    s3 = Minio(
+        urlsplit(settings.s3_endpoint).netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=False,
+    )
+    orphans = [
+        obj.object_name
+        for obj in s3.list_objects(settings.audio_bucket, prefix="uploads/", recursive=True)
+        if obj.object_name is not None and obj.object_name.split("/")[1] not in jobs
+    ]
+    if orphans:
+        run.failures.append(f"{len(orphans)} uploaded objects without a job: {orphans[:5]}")
+
+
+# --- the run ----------------------------------------------------------------------
+
+
+def run_chaos(config: ChaosConfig, state_dir: Path) -> ChaosRun:
+    run = ChaosRun(config)
+    clips = make_clips(config, state_dir)
+    began = time.monotonic()
+    with running_system(state_dir / "stack") as system:
+        stop_at = began + config.finish_within_s
+        stop = threading.Event()
+        chaos = None
+        if config.kill_every is not None:
+            chaos = threading.Thread(target=chaos_loop, args=(system, run, stop), daemon=True)
+            chaos.start()
+        upstream = threading.Thread(
+            target=drive_upstream, args=(system, run, clips, stop_at), daemon=True
+        )
+        upstream.start()
+        drive_api(system, run, clips, stop_at)
+        upstream.join()
+        expected = {s.job_id for s in run.submissions if s.job_id} | set(run.upstream)
+        wait_for_the_end(system, run, expected)
+        stop.set()
+        if chaos is not None:
+            chaos.join(timeout=400)
+        # the last kill's service is back; the checks run on a settled system
+        run.elapsed_s = time.monotonic() - began
+        verdict(system, run)
+    return run
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def summary(run: ChaosRun) -> dict[str, Any]:
+    refused = sum(len(s.refusals) for s in run.submissions)
+    transport = sum(len(s.errors) for s in run.submissions)
+    kills = Counter(k.service for k in run.kills)
+    recovery: dict[str, list[float]] = {}
+    for kill in run.kills:
+        if kill.recovered_s is not None:
+            recovery.setdefault(kill.service, []).append(kill.recovered_s)
+    return {
+        "seed": run.config.seed,
+        "jobs": run.config.jobs,
+        "upstream": run.config.upstream,
+        "kill_every": run.config.kill_every,
+        "accepted": sum(1 for s in run.submissions if s.job_id is not None),
+        "produced_upstream": len(run.upstream),
+        "refused": refused,
+        "refused_by_status": dict(
+            Counter(status for s in run.submissions for status, _ in s.refusals)
+        ),
+        "transport_errors": transport,
+        "client_retries": sum(max(0, s.attempts - 1) for s in run.submissions),
+        "upstream_retries": run.upstream_retries,
+        "completed_event_copies": run.completed_copies,
+        "kills": dict(kills),
+        "recovery_s": {
+            name: {"median": _percentile(times, 0.5), "max": max(times)}
+            for name, times in sorted(recovery.items())
+        },
+        "latency_p50_s": _percentile(run.latencies_s, 0.5),
+        "latency_p99_s": _percentile(run.latencies_s, 0.99),
+        "elapsed_s": run.elapsed_s,
+        "verdict": "holds" if not run.failures else "FAILS",
+        "failures": run.failures[:50],
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    rows = [
+        ("seed", report["seed"]),
+        ("kill every (s)", report["kill_every"] or "no kills (quiet)"),
+        ("API jobs accepted", f"{report['accepted']} / {report['jobs']}"),
+        ("upstream produced", f"{report['produced_upstream']} / {report['upstream']}"),
+        ("refused submits", f"{report['refused']} {report['refused_by_status']}"),
+        ("no answer (transport)", report["transport_errors"]),
+        ("client retries", report["client_retries"]),
+        ("upstream retries", report["upstream_retries"]),
+        ("kills", report["kills"]),
+        ("completed events sent again", report["completed_event_copies"]),
+    ]
+    for name, times in report["recovery_s"].items():
+        rows.append(
+            (f"recovery {name} (s)", f"median {times['median']:.1f}, max {times['max']:.1f}")
+        )
+    rows += [
+        ("job latency p50 (s)", f"{report['latency_p50_s']:.1f}"),
+        ("job latency p99 (s)", f"{report['latency_p99_s']:.1f}"),
+        ("elapsed (s)", f"{report['elapsed_s']:.0f}"),
+        ("verdict", report["verdict"]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    for failure in report["failures"]:
+        print(f"  - {failure}")
+
+
+def _interval(text: str) -> tuple[float, float] | None:
+    if text in ("0", "none"):
+        return None
+    low, _, high = text.partition("-")
+    return (float(low), float(high or low))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--upstream", type=int, default=100)
+    parser.add_argument(
+        "--kill-every", type=_interval, default=(20.0, 40.0), help="MIN-MAX s, or 0 for none"
+    )
+    parser.add_argument("--rate", type=float, default=2.0, help="API submissions per second")
+    parser.add_argument("--finish-within", type=float, default=3600.0)
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    args = parser.parse_args()
+    config = ChaosConfig(
+        seed=args.seed,
+        jobs=args.jobs,
+        upstream=args.upstream,
+        kill_every=args.kill_every,
+        rate_per_s=args.rate,
+        finish_within_s=args.finish_within,
+    )
+    # outside /tmp/pytest-*: Postgres runs as another user and must reach it
+    state_dir = Path(tempfile.mkdtemp(prefix="whisperstream-chaos-"))
+    run = run_chaos(config, state_dir)
+    report = summary(run)
+    if run.failures:
+        print(f"state and logs kept in {state_dir}")
+    else:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0 if not run.failures else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
