@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PACKAGES := whisperstream producer_api stream_workers schemas storage db ops notifier tests bench examples
 
-.PHONY: setup system-tools run test lint typecheck pytest bench clean
+.PHONY: setup system-tools run test lint typecheck pytest bench chaos clean
 
 setup: system-tools $(STAMP)
 
@@ -52,6 +52,11 @@ bench: setup
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
 	$(PY) -m bench.run_all
+
+# the chaos run (issue 18, docs/reliability.md): jobs through `up` while services are killed
+CHAOS_ARGS ?= --seed 1 --jobs 1000 --upstream 100 --kill-every 20-40
+chaos: setup
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
