@@ -168,6 +168,10 @@ def _error_view(entry: ErrorLogEntry) -> dict[str, Any]:
     }
 
 
+MAX_BIGINT = 2**63 - 1
+"""Ids and cursors are Postgres bigints: a larger number would fail the query."""
+
+
 def _int(request: web.Request, name: str, default: int | None, low: int) -> int | None:
     value = request.query.get(name)
     if value is None:
@@ -178,6 +182,8 @@ def _int(request: web.Request, name: str, default: int | None, low: int) -> int 
         raise validation_error(name, f"must be an integer, got {value!r}") from None
     if number < low:
         raise validation_error(name, f"must be at least {low}")
+    if number > MAX_BIGINT:
+        raise validation_error(name, f"must be at most {MAX_BIGINT}")
     return number
 
 
@@ -221,7 +227,8 @@ async def resolve_error_entry(request: web.Request) -> web.Response:
 
 def _error_id(request: web.Request) -> int:
     text_id = request.match_info["error_id"]
-    if not text_id.isdigit():
+    # isdigit() alone takes "²" (int() refuses it) and numbers past Postgres' bigint
+    if not (text_id.isascii() and text_id.isdigit()) or int(text_id) > MAX_BIGINT:
         raise not_found(f"no error {text_id!r}")
     return int(text_id)
 
