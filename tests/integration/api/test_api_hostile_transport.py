@@ -93,7 +93,8 @@ async def test_a_slow_json_body_is_cut_off(api_settings: Settings) -> None:
 
 
 async def test_oversized_headers_are_refused_without_a_stack_trace(api: Api) -> None:
-    for header in (b"X-Big: " + b"a" * 20_000, b"X-" + b"n" * 20_000 + b": 1"):
+    too_many = b"\r\n".join(b"X-%d: 1" % n for n in range(200))
+    for header in (b"X-Big: " + b"a" * 20_000, b"X-" + b"n" * 20_000 + b": 1", too_many):
         reader, writer = await raw_connection(api)
         writer.write(b"GET /health HTTP/1.1\r\nHost: api\r\n" + header + b"\r\n\r\n")
         await writer.drain()
