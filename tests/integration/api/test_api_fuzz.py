@@ -237,3 +237,40 @@ async def test_out_of_range_error_ids_and_cursors_are_client_errors(api: Api) ->
         assert response.status == 404, await response.text()
     listing = await api.client.get("/admin/errors?before_id=9223372036854775808", headers=admin)
     assert listing.status == 422, await listing.text()
+
+
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=300)
+job_query_names = st.sampled_from(
+    (
+        "status",
+        "priority",
+        "model",
+        "owner",
+        "created_after",
+        "created_before",
+        "cursor",
+        "limit",
+        "format",
+        "after",
+    )
+)
+
+
+@FUZZ
+@given(
+    idempotency_key=header_text,
+    params=st.dictionaries(job_query_names | short_text, short_text, max_size=4),
+    job_path=st.sampled_from(("/jobs", "/transcribe/{}", "/transcribe/{}/deliveries")),
+    job_id=st.uuids().map(str) | path_segments,
+)
+async def test_fuzzed_headers_and_queries_are_handled(
+    api: Api, idempotency_key: str, params: dict[str, str], job_path: str, job_id: str
+) -> None:
+    headers = {**api.auth(), "Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
+    async with api.client.post(
+        "/transcribe", data=io.BytesIO(b'{"audio_uri": "s3://nowhere/x.flac"}'), headers=headers
+    ) as response:
+        _assert_handled(response.status, await response.read())
+    path = job_path.format(job_id or "x")
+    async with api.client.get(path, params=params, headers=api.auth()) as response:
+        _assert_handled(response.status, await response.read())
