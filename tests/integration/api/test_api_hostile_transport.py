@@ -91,6 +91,18 @@ async def test_a_slow_json_body_is_cut_off(api_settings: Settings) -> None:
         finally:
             writer.close()
 
+        # under /v1 the refusal takes OpenAI's error shape
+        reader, writer = await raw_connection(api)
+        writer.write(_request_head(api, "/v1/audio/transcriptions", 5000) + b"--")
+        await writer.drain()
+        try:
+            response = await read_response(reader)
+        finally:
+            writer.close()
+        head, _, payload = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), response
+        assert "slower than" in json.loads(payload)["error"]["message"]
+
 
 async def test_oversized_headers_are_refused_without_a_stack_trace(api: Api) -> None:
     too_many = b"\r\n".join(b"X-%d: 1" % n for n in range(200))
