@@ -40,3 +40,15 @@ async def read_status_line(reader: asyncio.StreamReader, timeout_s: float = 30.0
 async def read_response(reader: asyncio.StreamReader, timeout_s: float = 30.0) -> bytes:
     """Everything the server sends until it closes the connection."""
     return await asyncio.wait_for(reader.read(), timeout_s)
+
+
+async def read_one_response(reader: asyncio.StreamReader, timeout_s: float = 30.0) -> bytes:
+    """One response (status line, headers, a Content-Length body), without waiting for
+    the server to close the connection (it lingers over a body it did not read)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + await asyncio.wait_for(reader.readexactly(length), timeout_s)

@@ -10,6 +10,7 @@ from tests.integration.api.conftest import Api
 from tests.integration.api.hostile import (
     api_with,
     raw_connection,
+    read_one_response,
     read_response,
     read_status_line,
     uploads,
@@ -96,7 +97,7 @@ async def test_a_slow_json_body_is_cut_off(api_settings: Settings) -> None:
         writer.write(_request_head(api, "/v1/audio/transcriptions", 5000) + b"--")
         await writer.drain()
         try:
-            response = await read_response(reader)
+            response = await read_one_response(reader)
         finally:
             writer.close()
         head, _, payload = response.partition(b"\r\n\r\n")
