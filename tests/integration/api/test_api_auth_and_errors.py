@@ -132,6 +132,8 @@ async def test_every_route_is_in_the_openapi_document(api: Api) -> None:
         if route.method == "HEAD":
             continue
         registered.add((route.method.lower(), info.rstrip("/") or "/"))
+        if info == "/":
+            continue  # the web page: the root has no slash-less form
         # every route answers with and without the trailing slash
         assert any(
             r.method == route.method
