@@ -185,6 +185,8 @@ def running_system(state_dir: Path) -> Any:
                 proc.kill()
                 proc.wait()
         reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
         log.close()
         receiver.stop()
 
