@@ -8,6 +8,7 @@ Run: `python -m bench.run_all [--runs 3] [--only NAME ...]`.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.benchmarks_doc import Section, merge, parse, render
 from bench.report import Figure, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,56 +123,82 @@ def _fmt(value: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", nargs="*", default=None, help="benchmark names to run")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="benchmark names to run; their sections replace the old ones, the rest stay",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
     chosen = [b for b in BENCHMARKS if args.only is None or b.name in args.only]
-    sections: list[str] = []
+    sections: list[Section] = []
     with tempfile.TemporaryDirectory(prefix="whisperstream-bench-") as tmp:
         for bench in chosen:
-            runs: list[list[Figure]] = []
-            last_output = ""
-            seconds = 0.0
-            runs_wanted = min(args.runs, bench.max_runs or args.runs)
-            for index in range(runs_wanted):
-                out = Path(tmp) / f"{bench.name}-{index}.json"
-                print(f"{bench.name}: run {index + 1}/{runs_wanted}", flush=True)
-                last_output, took = run_one(bench, out)
-                seconds += took
-                runs.append(load(out))
-            print(last_output)
-            sections += [
-                f"## {bench.title}",
-                "",
-                f"`python -m bench.{bench.name} {' '.join(bench.args)}`".replace(" `", "`"),
-                f"— {runs_wanted} runs, {seconds:.0f} s in all.",
-                "",
-                *table(runs),
-                "",
-                "<details><summary>the last run's own output</summary>",
-                "",
-                "```",
-                last_output.rstrip(),
-                "```",
-                "</details>",
-                "",
-            ]
-    header = [
-        "# Benchmarks",
-        "",
-        f"Written by `make bench` (`python -m bench.run_all --runs {args.runs}`) on "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Every figure is the median of the runs, "
-        "with their min and max; the targets are those of the issues.",
-        "",
-        "Machine:",
-        "",
-        *machine(),
-        "",
-    ]
+            sections.append(run_benchmark(bench, args.runs, Path(tmp)))
+    now = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    old_header: list[str] = []
+    old_sections: list[Section] = []
+    if args.output.exists():
+        old_header, old_sections = parse(args.output.read_text())
+    if args.only is not None and old_header:
+        names = ", ".join(f"`{b.name}`" for b in chosen)
+        header = [*old_header[:-1], f"Re-run alone on {now}: {names}.", ""]
+    else:
+        old_sections = [s for s in old_sections if any(b.title == s.title for b in BENCHMARKS)]
+        header = [
+            "# Benchmarks",
+            "",
+            f"Written by `make bench` (`python -m bench.run_all --runs {args.runs}`) on {now}."
+            " Every figure is the median of the runs, with their min and max; the targets"
+            " are those of the issues. Each section gives the load average before and after"
+            " it ran, since the machine may be shared.",
+            "",
+            "Machine:",
+            "",
+            *machine(),
+            "",
+        ]
+    merged = merge(old_sections, sections, [b.title for b in BENCHMARKS])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(header + sections))
+    args.output.write_text(render(header, merged))
     print(f"wrote {args.output}")
     return 0
+
+
+def run_benchmark(bench: Benchmark, runs_asked: int, tmp: Path) -> Section:
+    runs: list[list[Figure]] = []
+    last_output = ""
+    seconds = 0.0
+    runs_wanted = min(runs_asked, bench.max_runs or runs_asked)
+    load_before = os.getloadavg()[0]
+    for index in range(runs_wanted):
+        out = tmp / f"{bench.name}-{index}.json"
+        print(f"{bench.name}: run {index + 1}/{runs_wanted}", flush=True)
+        last_output, took = run_one(bench, out)
+        seconds += took
+        runs.append(load(out))
+    print(last_output)
+    load_after = os.getloadavg()[0]
+    return Section(
+        bench.title,
+        [
+            "",
+            f"`python -m bench.{bench.name} {' '.join(bench.args)}`".replace(" `", "`"),
+            f"— {runs_wanted} runs, {seconds:.0f} s in all, {datetime.now(UTC):%Y-%m-%d}; "
+            f"load average {load_before:.1f} before, {load_after:.1f} after.",
+            "",
+            *table(runs),
+            "",
+            "<details><summary>the last run's own output</summary>",
+            "",
+            "```",
+            last_output.rstrip(),
+            "```",
+            "</details>",
+        ],
+        [],
+    )
 
 
 if __name__ == "__main__":
