@@ -9,7 +9,10 @@ half of it), and the producer is never used for our events (see kafka_io).
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -27,6 +30,15 @@ def app_id(service: WorkerService) -> str:
     return f"whisperstream-workers.{service.settings.topic_requests_normal}"
 
 
+def faust_datadir(service: WorkerService) -> str:
+    """Where faust makes its (here always empty) table folders: not the working directory.
+
+    Faust creates `{app id}-data/` in the current directory by default, which would
+    litter wherever a user starts a worker; with memory tables nothing is written there.
+    """
+    return str(Path(tempfile.gettempdir()) / f"{app_id(service)}-{os.getuid()}-faust")
+
+
 def build_app(service: WorkerService) -> Any:
     settings, tuning = service.settings, service.tuning
     app = faust.App(
@@ -34,6 +46,7 @@ def build_app(service: WorkerService) -> Any:
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         broker_credentials=faust_broker_credentials(settings),
         store="memory://",
+        datadir=faust_datadir(service),
         autodiscover=False,
         web_enabled=False,
         topic_disable_leader=True,
