@@ -18,7 +18,7 @@ def test_faust_folders_go_to_the_temporary_directory_not_the_working_one(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     service = SimpleNamespace(settings=Settings(), tuning=load_tuning())
-    app = build_app(service)
+    app = build_app(service)  # type: ignore[arg-type]
     app._create_directories()  # what faust does when the worker starts
     assert list(tmp_path.iterdir()) == []
     assert Path(app.conf.datadir).parent == Path(tempfile.gettempdir())
