@@ -70,5 +70,7 @@ def merge(old: list[Section], new: list[Section], order: list[str]) -> list[Sect
 def render(header: list[str], sections: list[Section]) -> str:
     lines = list(header)
     for section in sections:
+        if lines and lines[-1] != "":
+            lines.append("")  # a heading right under a `</details>` would not render
         lines += section.lines()
     return "\n".join(lines).rstrip("\n") + "\n"

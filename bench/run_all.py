@@ -143,7 +143,7 @@ def main() -> int:
         old_header, old_sections = parse(args.output.read_text())
     if args.only is not None and old_header:
         names = ", ".join(f"`{b.name}`" for b in chosen)
-        header = [*old_header[:-1], f"Re-run alone on {now}: {names}.", ""]
+        header = [*old_header[:-1], "", f"Re-run alone on {now}: {names}.", ""]
     else:
         old_sections = [s for s in old_sections if any(b.title == s.title for b in BENCHMARKS)]
         header = [

@@ -58,4 +58,7 @@ def test_a_new_section_takes_its_place_in_the_order() -> None:
     fresh = Section("Webhooks", ["", "| deliveries/s | 600 |", "</details>"], [])
     merged = merge(old, [fresh], ["Codec", "Webhooks", "API"])
     assert [s.title for s in merged] == ["Codec", "Webhooks", "API"]
-    assert render(header, merged).count("## ") == 3
+    text = render(header, merged)
+    assert text.count("## ") == 3
+    # a heading straight under the previous section's `</details>` would not render
+    assert "</details>\n## " not in text
