@@ -39,16 +39,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-import psycopg
 from confluent_kafka import Producer
 from minio import Minio
 
 from bench.chaos_receiver import ChaosReceiver
+from bench.job_verdict import check_jobs as check_each_job
+from bench.job_verdict import psycopg_url, rebuild_differences
+from bench.submitting import Submission, make_clips, submission_failures, submit_until_accepted
 from examples.upstream_producer import current_schema, single_object
-from schemas.codec import EventCodec
-from schemas.events import JobStatusChanged
-from tests.support.audio import JFK_FLAC, cut
 from tests.support.kafka_read import records_to_end
 from tests.support.stack import random_stack_settings, stack_env
 from tests.support.up import Up, wait_until
@@ -69,8 +67,6 @@ READY_LINE = {
 # `up` stops everything at a service's fifth crash within five minutes (a crash loop):
 # the chaos loop kills one service at most this often, so what it tests is recovery
 KILLS_PER_SERVICE_PER_5_MIN = 3
-RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
-PROBLEM_TYPE = "application/problem+json"
 
 
 @dataclass(frozen=True)
@@ -83,19 +79,6 @@ class ChaosConfig:
     rate_per_s: float = 2.0
     clip_seconds: tuple[float, float] = (2.0, 3.0)
     finish_within_s: float = 1800.0
-
-
-@dataclass
-class Submission:
-    idempotency_key: str
-    started: float
-    job_id: str | None = None
-    attempts: int = 0
-    refusals: list[tuple[int, bool]] = field(default_factory=list)
-    """(status, body was a problem) of each non-2xx answer"""
-    errors: list[str] = field(default_factory=list)
-    """transport errors (no answer at all)"""
-    job_ids_seen: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -131,7 +114,7 @@ class System:
 
     @property
     def database_url(self) -> str:
-        return re.sub(r"^postgresql\+\w+://", "postgresql://", self.settings.effective_database_url)
+        return psycopg_url(self.settings.effective_database_url)
 
 
 @contextlib.contextmanager
@@ -191,64 +174,21 @@ def running_system(state_dir: Path) -> Any:
         receiver.stop()
 
 
-def make_clips(config: ChaosConfig, folder: Path) -> list[bytes]:
-    """Ten clips of jfk.flac, each between the configured lengths, from across the speech."""
-    rng = random.Random(config.seed)
-    clips = []
-    for index in range(10):
-        length = rng.uniform(*config.clip_seconds)
-        start = rng.uniform(0.0, 10.5 - length)
-        clips.append(cut(JFK_FLAC, folder / f"clip-{index}.flac", start, length).read_bytes())
-    return clips
-
-
 # --- the API driver ---------------------------------------------------------------
-
-
-def _is_problem(response: httpx.Response) -> bool:
-    if not response.headers.get("content-type", "").startswith(PROBLEM_TYPE):
-        return False
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        return isinstance(body, dict) and "title" in body and "status" in body
-    return False
 
 
 def submit_one(
     system: System, submission: Submission, clip: bytes, number: int, give_up_at: float
 ) -> None:
-    """Submit until a 202, with the same key; back off like a polite client."""
-    callback = f"{system.receiver.base_url}/chaos/{number}"
-    headers = {
-        "Authorization": f"Bearer {ADMIN_KEY}",
-        "Idempotency-Key": submission.idempotency_key,
-    }
-    wait = 0.5
-    with httpx.Client(base_url=system.up.api_url, timeout=30) as client:
-        while time.monotonic() < give_up_at:
-            submission.attempts += 1
-            try:
-                response = client.post(
-                    "/transcribe",
-                    headers=headers,
-                    files={"file": (f"chaos-{number}.flac", clip, "audio/flac")},
-                    data={"model": "tiny.en", "callback_url": callback},
-                )
-            except httpx.HTTPError as exc:
-                submission.errors.append(type(exc).__name__)
-            else:
-                if response.status_code == 202:
-                    job_id = str(response.json()["job_id"])
-                    submission.job_ids_seen.add(job_id)
-                    submission.job_id = job_id
-                    return
-                submission.refusals.append((response.status_code, _is_problem(response)))
-                if response.status_code not in RETRYABLE:
-                    return
-                with contextlib.suppress(ValueError):
-                    wait = max(wait, float(response.headers.get("retry-after", "0")))
-            time.sleep(min(wait, 10.0))
-            wait = min(wait * 2, 10.0)
+    submit_until_accepted(
+        submission,
+        clip,
+        api_urls=[system.up.api_url],
+        admin_key=ADMIN_KEY,
+        filename=f"chaos-{number}.flac",
+        callback_url=f"{system.receiver.base_url}/chaos/{number}",
+        give_up_at=give_up_at,
+    )
 
 
 def drive_api(system: System, run: ChaosRun, clips: list[bytes], stop_at: float) -> None:
@@ -406,23 +346,6 @@ def chaos_loop(system: System, run: ChaosRun, stop: threading.Event) -> None:
 # --- the verdict ------------------------------------------------------------------
 
 
-def _all_rows(cursor: psycopg.Cursor[Any], query: str) -> list[tuple[Any, ...]]:
-    cursor.execute(query)
-    return [tuple(row) for row in cursor.fetchall()]
-
-
-PROJECTED = {
-    "transcription_jobs": "SELECT * FROM transcription_jobs ORDER BY id",
-    "transcription_results": "SELECT * FROM transcription_results ORDER BY job_id",
-    "error_logs": "SELECT * FROM error_logs ORDER BY id",
-}
-
-
-def projected_tables(system: System) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(system.database_url) as connection, connection.cursor() as cursor:
-        return {table: _all_rows(cursor, query) for table, query in PROJECTED.items()}
-
-
 def wait_for_the_end(system: System, run: ChaosRun, expected: set[str]) -> None:
     """Until every expected job has its completed callback (or the run's time is up)."""
 
@@ -436,85 +359,21 @@ def wait_for_the_end(system: System, run: ChaosRun, expected: set[str]) -> None:
 
 def check_clients(run: ChaosRun) -> None:
     """Every submit ended in one job; every refusal was a problem body."""
-    fail = run.failures.append
-    for submission in run.submissions:
-        if submission.job_id is None:
-            fail(f"{submission.idempotency_key}: never accepted ({submission.refusals[-3:]})")
-        if len(submission.job_ids_seen) > 1:
-            fail(f"{submission.idempotency_key}: retries made jobs {submission.job_ids_seen}")
-        fail_statuses = [status for status, problem in submission.refusals if not problem]
-        if fail_statuses:
-            fail(f"{submission.idempotency_key}: {fail_statuses} without a problem body")
+    run.failures += submission_failures(run.submissions)
     if len(run.upstream) != run.config.upstream:
-        fail(f"only {len(run.upstream)} of {run.config.upstream} upstream requests produced")
-
-
-def completed_status_events(system: System, run: ChaosRun) -> Counter[str]:
-    """Distinct `completed` events per job on the status topic. A copy of one event (the
-    same event id, sent again by a worker that redelivered the job) is one event, as every
-    consumer deduplicates on the id; the copies are counted in the report."""
-    ids: dict[str, set[str]] = {}
-    records = 0
-    codec = EventCodec()
-    bootstrap = system.settings.kafka_bootstrap_servers
-    for _, _, value in records_to_end(bootstrap, "transcription.status", timeout=120):
-        assert value is not None
-        event = codec.decode(value, JobStatusChanged)
-        if str(event.status) == "completed":
-            records += 1
-            ids.setdefault(event.job_id, set()).add(event.event_id)
-    run.completed_copies = records - sum(len(found) for found in ids.values())
-    return Counter({job_id: len(found) for job_id, found in ids.items()})
-
-
-def succeeded_deliveries(system: System, expected: set[str]) -> Counter[str]:
-    """Succeeded `transcription.completed` rows of webhook_deliveries per job, once the
-    notifier has recorded them all (it records after the receiver answered)."""
-    query = (
-        "SELECT job_id::text FROM webhook_deliveries "
-        "WHERE status = 'succeeded' AND event_type = 'transcription.completed'"
-    )
-    counted: Counter[str] = Counter()
-
-    def recorded() -> bool | None:
-        nonlocal counted
-        with psycopg.connect(system.database_url) as connection, connection.cursor() as cursor:
-            counted = Counter(row[0] for row in _all_rows(cursor, query))
-        return True if set(counted) >= expected else None
-
-    with contextlib.suppress(AssertionError):
-        wait_until("delivery rows", recorded, 120)
-    return counted
+        run.failures.append(
+            f"only {len(run.upstream)} of {run.config.upstream} upstream requests produced"
+        )
 
 
 def check_jobs(system: System, run: ChaosRun, expected: set[str]) -> set[str]:
     """Each expected job completed exactly once, every way it can be seen; the job ids
     the database knows."""
-    fail = run.failures.append
-    with psycopg.connect(system.database_url) as connection, connection.cursor() as cursor:
-        jobs = dict(_all_rows(cursor, "SELECT id::text, status FROM transcription_jobs"))
-        results = Counter(
-            row[0] for row in _all_rows(cursor, "SELECT job_id::text FROM transcription_results")
-        )
-    succeeded = succeeded_deliveries(system, expected)
-    extra = set(jobs) - expected
-    if extra:
-        fail(f"{len(extra)} jobs nobody was told of: {sorted(extra)[:5]}")
-    status_events = completed_status_events(system, run)
-    callbacks = system.receiver.completed_by_job()
-    for job_id in sorted(expected):
-        seen = {
-            "job status": jobs.get(job_id),
-            "result rows": results[job_id],
-            "completed events": status_events[job_id],
-            "webhook ids received": len(callbacks.get(job_id, [])),
-            "succeeded deliveries": succeeded[job_id],
-        }
-        if seen != {**dict.fromkeys(seen, 1), "job status": "completed"}:
-            fail(f"{job_id}: {seen}")
-    if system.receiver.forged:
-        fail(f"{system.receiver.forged} callbacks failed signature verification")
-    return set(jobs)
+    bootstrap = system.settings.kafka_bootstrap_servers
+    seen = check_each_job(system.database_url, bootstrap, system.receiver, expected)
+    run.failures += seen.failures
+    run.completed_copies = seen.completed_copies
+    return seen.jobs
 
 
 def record_latencies(system: System, run: ChaosRun, expected: set[str]) -> None:
@@ -552,23 +411,7 @@ def verdict(system: System, run: ChaosRun) -> None:
 
 def check_rebuild(system: System, run: ChaosRun) -> None:
     """The projector's tables equal a rebuild by replay (`replay --rebuild`, online)."""
-    live = projected_tables(system)
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "whisperstream.cli.main", "replay", "--rebuild"],
-        env=system.up.env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if rebuilt.returncode != 0:
-        run.failures.append(f"replay --rebuild failed: {rebuilt.stdout}{rebuilt.stderr}")
-        return
-    after = projected_tables(system)
-    for table in PROJECTED:
-        if live[table] != after[table]:
-            differ = set(live[table]) ^ set(after[table])
-            run.failures.append(f"{table} differs from its rebuild: {sorted(map(str, differ))[:4]}")
+    run.failures += rebuild_differences(system.up.env, system.database_url)
 
 
 def check_orphans(system: System, run: ChaosRun, jobs: set[str]) -> None:
@@ -594,7 +437,7 @@ def check_orphans(system: System, run: ChaosRun, jobs: set[str]) -> None:
 
 def run_chaos(config: ChaosConfig, state_dir: Path) -> ChaosRun:
     run = ChaosRun(config)
-    clips = make_clips(config, state_dir)
+    clips = make_clips(config.seed, config.clip_seconds, state_dir)
     began = time.monotonic()
     with running_system(state_dir / "stack") as system:
         stop_at = began + config.finish_within_s
