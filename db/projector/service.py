@@ -163,7 +163,11 @@ class Projector:
             tp.offset = stored.get((tp.topic, tp.partition), OFFSET_BEGINNING)
         consumer.assign(partitions)
         self.stats.assignments.append([(tp.topic, tp.partition, tp.offset) for tp in partitions])
-        log.info("assigned %d partitions, sought to the offsets in Postgres", len(partitions))
+        log.info(
+            "assigned %d partitions, sought to the offsets in Postgres: %s",
+            len(partitions),
+            describe_partitions(positions),
+        )
         if len(self.stats.assignments) == 1:
             activity_logger().info("ready: folding %d partitions into Postgres", len(partitions))
 
@@ -217,3 +221,12 @@ def _is_record(message: Message) -> bool:
     if error.code() != KafkaError._PARTITION_EOF:
         log.warning("consumer: %s", error)
     return False
+
+
+def describe_partitions(positions: list[tuple[str, int]]) -> str:
+    """`topic[0,2] other[1]`: which partitions a member holds, for the log (the broker's
+    DescribeGroups may not say: Tansu lists no members)."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in sorted(positions):
+        by_topic.setdefault(topic, []).append(partition)
+    return " ".join(f"{topic}[{','.join(map(str, parts))}]" for topic, parts in by_topic.items())

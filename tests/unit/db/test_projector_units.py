@@ -17,7 +17,7 @@ from db.projector.decoding import EPOCH, to_record
 from db.projector.lag import LagMetrics, PartitionLag, measure_lag
 from db.projector.replay import parse_offsets
 from db.projector.retry import is_transient
-from db.projector.service import next_offsets
+from db.projector.service import describe_partitions, next_offsets
 from db.records import ProjectionRecord, Undecodable
 from schemas.codec import EventCodec
 from tests.support.fold_events import at, status
@@ -80,6 +80,11 @@ def _record(topic: str, partition: int, offset: int) -> ProjectionRecord:
 def test_next_offsets_is_one_past_the_highest_offset_per_partition() -> None:
     records = [_record("a", 0, 5), _record("a", 0, 3), _record("a", 1, 0), _record("b", 0, 9)]
     assert next_offsets(records) == {("a", 0): 6, ("a", 1): 1, ("b", 0): 10}
+
+
+def test_the_assignment_is_logged_as_topics_with_their_partitions() -> None:
+    held = [("t.status", 2), ("t.dlq", 1), ("t.status", 0)]
+    assert describe_partitions(held) == "t.dlq[1] t.status[0,2]"
 
 
 def test_a_message_decodes_into_a_record_with_its_kafka_time() -> None:
