@@ -79,6 +79,16 @@ class WorkerTuning(BaseSettings):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     session_timeout_s: float = Field(default=6.0, gt=0)
+    worker_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=30_000,
+        description="how long the broker may hold the request consumer's empty fetch: on "
+        "Tansu (the local stack), which answers only when the wait is over, the most a new "
+        "request waits before the worker sees it; an idle worker sends 1000 / this fetches "
+        "a second. On Apache Kafka or Redpanda, which answer as soon as a record arrives, "
+        "500-1500 saves idle fetches at no cost in latency",
+    )
 
     @property
     def batching(self) -> bool:

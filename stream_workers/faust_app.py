@@ -4,7 +4,8 @@ Faust is typed loosely (no stubs), so it stays behind this module. Settings that
 matter on Tansu: no leader topic and no declaring topics (every topic exists before
 a consumer subscribes), no tables (their recovery needs the watermarks Tansu gets
 wrong), `earliest` offset reset, a short session timeout (group joins take about
-half of it), and the producer is never used for our events (see kafka_io).
+half of it), a short fetch wait (faust_transport), and the producer is never used for
+our events (see kafka_io).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import faust
 
 from schemas.events import SourcePosition
 from stream_workers.errors import WorkerStoppingError
+from stream_workers.faust_transport import WorkerTransport
 from stream_workers.service import WorkerService
 from whisperstream.kafka_security import faust_broker_credentials
 
@@ -58,6 +60,10 @@ def build_app(service: WorkerService) -> Any:
         stream_wait_empty=False,
         key_serializer="raw",
         value_serializer="raw",
+    )
+    # before anything asks the app for its transport (declaring a topic does)
+    app.transport = WorkerTransport(
+        app.conf.broker_consumer, app, fetch_max_wait_ms=tuning.worker_fetch_max_wait_ms
     )
     for topic_name in settings.request_topics:
         topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
