@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,9 +65,11 @@ def submit_until_accepted(
     filename: str,
     callback_url: str,
     give_up_at: float,
+    options: Mapping[str, str] | None = None,
 ) -> None:
     """Submit until a 202, with the same key, backing off; after each refusal or transport
-    error the next attempt goes to the next API of `api_urls`."""
+    error the next attempt goes to the next API of `api_urls`. `options`: more form
+    fields (beam_size, ...)."""
     headers = {
         "Authorization": f"Bearer {admin_key}",
         "Idempotency-Key": submission.idempotency_key,
@@ -84,7 +86,7 @@ def submit_until_accepted(
                     "/transcribe",
                     headers=headers,
                     files={"file": (filename, clip, "audio/flac")},
-                    data={"model": "tiny.en", "callback_url": callback_url},
+                    data={"model": "tiny.en", "callback_url": callback_url, **(options or {})},
                 )
         except httpx.HTTPError as exc:
             submission.errors.append(type(exc).__name__)

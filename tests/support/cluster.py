@@ -49,7 +49,7 @@ from whisperstream.stack import processes
 from whisperstream.stack.manager import LocalStack, StackState
 from whisperstream.stack.ports import free_port
 
-Service = Literal["api", "worker", "projector"]
+Service = Literal["api", "worker", "projector", "notifier"]
 StackService = Literal["s3", "postgres", "broker"]
 SERVICES: tuple[Service, ...] = ("api", "worker", "projector")
 ADMIN_KEY = "fault-admin-key"
