@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -34,6 +35,7 @@ from typing import Any
 import aiohttp
 import openai
 import psutil
+from confluent_kafka import KafkaError, Message
 
 from bench.report import Figure, add_json_option, emit
 from db.api_support import insert_new_job
@@ -121,7 +123,7 @@ async def _read_stream(
                     continue
                 arrived = time.time()
                 data = json.loads(line[5:])
-                if data.get("seq") is None:  # a state event, not one this bench produced
+                if not data.get("seq"):  # a state event, or the producer's warm-up (seq 0)
                     continue
                 sent = datetime.fromisoformat(data["occurred_at"]).timestamp()
                 results.record(index, int(data["seq"]), arrived, arrived - sent)
@@ -150,28 +152,60 @@ def _status(job_id: str, seq: int) -> JobStatusChanged:
 async def _produce(
     system: System, job_ids: list[str], rate_per_s: float, acks: dict[int, float]
 ) -> None:
+    """Produce one status event per job at a steady rate, on a thread of its own.
+
+    The streams' reading keeps this process's event loop busy: a producer on that loop
+    would hand events over late and see their acknowledgements late, and both would
+    count as the system's latency. Here each event is handed to librdkafka as its time
+    is taken, and its acknowledgement is timed on the producer's poll thread. One
+    warm-up event (seq 0, a job nobody follows) is acknowledged first, so the timed
+    events find a producer already connected, as a worker's is.
+    """
     settings = system.settings
     producer = KafkaProducer.from_settings(settings, client_id="bench-events")
     await producer.start()
     codec = EventCodec(None)
     try:
-        started = time.monotonic()
-        sends = []
-
-        async def send(job_id: str, event: JobStatusChanged) -> None:
-            await producer.send(settings.topic_status, job_id, codec.encode(event))
-            acks[event.seq] = time.time()
-
-        for index, job_id in enumerate(job_ids):
-            due = started + index / rate_per_s
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            # the time is taken as the event is handed to the producer
-            event = _status(job_id, index + 1)
-            sends.append(asyncio.create_task(send(job_id, event)))
-        await asyncio.gather(*sends)
-    finally:
+        await producer.send(
+            settings.topic_status, "warm-up", codec.encode(_status(str(uuid.uuid4()), 0))
+        )
+        await asyncio.to_thread(
+            functools.partial(
+                _produce_at_rate,
+                producer,
+                codec,
+                topic=settings.topic_status,
+                job_ids=job_ids,
+                rate_per_s=rate_per_s,
+                acks=acks,
+            )
+        )
+    finally:  # close() waits for every acknowledgement
         await producer.close()
         codec.close()
+
+
+def _produce_at_rate(
+    producer: KafkaProducer,
+    codec: EventCodec,
+    *,
+    topic: str,
+    job_ids: list[str],
+    rate_per_s: float,
+    acks: dict[int, float],
+) -> None:
+    def acknowledged(seq: int) -> Callable[[KafkaError | None, Message], None]:
+        def record(err: KafkaError | None, _message: Message) -> None:
+            if err is None:
+                acks[seq] = time.time()
+
+        return record
+
+    started = time.monotonic()
+    for index, job_id in enumerate(job_ids):
+        time.sleep(max(0.0, started + index / rate_per_s - time.monotonic()))
+        event = _status(job_id, index + 1)  # occurred_at: as it is handed to the producer
+        producer.produce(topic, job_id, codec.encode(event), acknowledged(event.seq))
 
 
 def _api_process(system: System) -> psutil.Process | None:
