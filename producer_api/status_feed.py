@@ -61,6 +61,11 @@ class Subscription:
         self._items: deque[StatusRecord] = deque()
         self._wake = asyncio.Event()
         self.ended: str | None = None
+        # next()'s timeout: one timer per subscription, moved on only when it fires, so
+        # a wait costs no timer of its own (1,000 streams wake for every event).
+        self._returned_at: float | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def deliver(self, record: StatusRecord) -> None:
         if self.ended is not None or record.offset < self.start.get(record.partition, 0):
@@ -76,19 +81,37 @@ class Subscription:
             self.ended = reason
             self._items.clear()
             self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def next(self, timeout_s: float) -> StatusRecord | None:
-        """The next record; None after ``timeout_s`` without one."""
+        """The next record; None once ``timeout_s`` passed without one since the last
+        call returned."""
+        loop = asyncio.get_running_loop()
         if not self._items and self.ended is None:
             self._wake.clear()
-            # asyncio.timeout, not wait_for: no task per wait, which 1,000 streams woken
-            # for every event would each create
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    await self._wake.wait()
+            since = loop.time() if self._returned_at is None else self._returned_at
+            self._deadline = since + timeout_s
+            if self._timer is None or self._timer.when() > self._deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(self._deadline, self._time_up)
+            await self._wake.wait()
         if self.ended is not None:
             raise SubscriptionEndedError(self.ended)
+        self._returned_at = loop.time()
         return self._items.popleft() if self._items else None
+
+    def _time_up(self) -> None:
+        self._timer = None
+        if self.ended is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            self._wake.set()  # next() finds no record: None
+        else:  # records came meanwhile: the deadline moved on
+            self._timer = loop.call_at(self._deadline, self._time_up)
 
     def close(self) -> None:
         self._feed.unsubscribe(self)
