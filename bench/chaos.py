@@ -17,12 +17,10 @@ import base64
 import contextlib
 import hashlib
 import io
-import json
 import os
 import random
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from minio import Minio
 from bench.chaos_receiver import ChaosReceiver
 from bench.job_verdict import check_jobs as check_each_job
 from bench.job_verdict import psycopg_url, rebuild_differences
+from bench.run_report import finish_run
 from bench.submitting import Submission, make_clips, submission_failures, submit_until_accepted
 from examples.upstream_producer import current_schema, single_object
 from tests.support.kafka_read import records_to_end
@@ -573,16 +572,7 @@ def main() -> int:
     )
     # outside /tmp/pytest-*: Postgres runs as another user and must reach it
     state_dir = Path(tempfile.mkdtemp(prefix="whisperstream-chaos-"))
-    run = run_chaos(config, state_dir)
-    report = summary(run)
-    if run.failures:
-        print(f"state and logs kept in {state_dir}")
-    else:
-        shutil.rmtree(state_dir, ignore_errors=True)
-    print_table(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0 if not run.failures else 1
+    return finish_run(state_dir, summary(run_chaos(config, state_dir)), print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +47,7 @@ from confluent_kafka.admin import AdminClient
 from bench.chaos_receiver import ChaosReceiver
 from bench.job_verdict import StatusEvent, check_jobs, psycopg_url, rebuild_differences
 from bench.job_verdict import status_events as read_status_events
+from bench.run_report import finish_run
 from bench.submitting import Submission, make_clips, submission_failures, submit_until_accepted
 from db.projector.config import projected_topics
 from tests.support.cluster import Service, ServiceProcess
@@ -531,7 +530,7 @@ def summary(run: ScaleOutRun) -> dict[str, Any]:
     return {
         "jobs": config.jobs,
         "processes": f"{config.apis} api, {config.workers} worker, "
-        f"{config.projectors} projector, 1 notifier",
+        f"{config.projectors} projector, 1 notifier, {config.brokers} broker",
         "accepted": sum(1 for s in run.submissions if s.job_id is not None),
         "accepted_by_api": dict(Counter(s.accepted_by for s in run.submissions)),
         "unanswered_submits": sum(len(s.errors) for s in run.submissions),
@@ -544,10 +543,15 @@ def summary(run: ScaleOutRun) -> dict[str, Any]:
         "takeover_s": run.takeover_s,
         "redelivered_done_s": run.redelivered_done_s,
         "api_failover_max_s": run.failover_max_s,
-        "brokers": config.brokers,
-        "on_killed_broker": run.on_killed_broker,
-        "broker_kill_to_accept_s": run.broker_accept_s,
-        "broker_kill_to_callback_s": run.broker_callback_s,
+        **(
+            {
+                "on_killed_broker": run.on_killed_broker,
+                "broker_kill_to_accept_s": run.broker_accept_s,
+                "broker_kill_to_callback_s": run.broker_callback_s,
+            }
+            if config.brokers == 2
+            else {}
+        ),
         "cpu_s": {name: round(used, 1) for name, used in sorted(run.cpu_s.items())},
         "completed_event_copies": run.completed_copies,
         "elapsed_s": run.elapsed_s,
@@ -586,16 +590,7 @@ def main() -> int:
     )
     # outside /tmp/pytest-*: Postgres runs as another user and must reach it
     state_dir = Path(tempfile.mkdtemp(prefix="whisperstream-scale-out-"))
-    run = run_scale_out(config, state_dir)
-    report = summary(run)
-    if run.failures:
-        print(f"state and logs kept in {state_dir}")
-    else:
-        shutil.rmtree(state_dir, ignore_errors=True)
-    print_table(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0 if not run.failures else 1
+    return finish_run(state_dir, summary(run_scale_out(config, state_dir)), print_table, args.json)
 
 
 if __name__ == "__main__":
