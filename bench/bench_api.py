@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from bench.report import Figure, add_json_option, emit
+from bench.report import Figure, add_json_option, emit, nearest_rank
 from db.api_keys import create_api_key
 from db.engine import create_engine
 from schemas.events import utc_now
@@ -49,8 +49,8 @@ class Result:
         return self.requests / self.seconds
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+        """In milliseconds."""
+        return nearest_rank(self.latencies, p) * 1000
 
 
 def wav_file(size: int) -> bytes:

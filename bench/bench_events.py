@@ -37,7 +37,7 @@ import openai
 import psutil
 from confluent_kafka import KafkaError, Message
 
-from bench.report import Figure, add_json_option, emit
+from bench.report import Figure, add_json_option, emit, nearest_rank
 from db.api_support import insert_new_job
 from db.engine import create_engine
 from schemas.codec import EventCodec
@@ -71,17 +71,12 @@ class Streams:
     def after_ack(self, p: float) -> float:
         """The p-th percentile of arrival minus the broker's acknowledgement, in ms: the
         feed's and the stream's share, without the producer's."""
-        return _percentile([t - self.acks[seq] for seq, t in self.arrivals if seq in self.acks], p)
+        after = [t - self.acks[seq] for seq, t in self.arrivals if seq in self.acks]
+        return nearest_rank(after, p) * 1000
 
     def percentile(self, p: float) -> float:
-        return _percentile(self.latencies_s, p)
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+        """In milliseconds."""
+        return nearest_rank(self.latencies_s, p) * 1000
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from minio import Minio
 from bench.chaos_receiver import ChaosReceiver
 from bench.job_verdict import check_jobs as check_each_job
 from bench.job_verdict import psycopg_url, rebuild_differences
+from bench.report import nearest_rank
 from bench.run_report import finish_run
 from bench.submitting import Submission, make_clips, submission_failures, submit_until_accepted
 from examples.upstream_producer import current_schema, single_object
@@ -464,11 +465,6 @@ def run_chaos(config: ChaosConfig, state_dir: Path) -> ChaosRun:
     return run
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def summary(run: ChaosRun) -> dict[str, Any]:
     refused = sum(len(s.refusals) for s in run.submissions)
     transport = sum(len(s.errors) for s in run.submissions)
@@ -494,11 +490,11 @@ def summary(run: ChaosRun) -> dict[str, Any]:
         "completed_event_copies": run.completed_copies,
         "kills": dict(kills),
         "recovery_s": {
-            name: {"median": _percentile(times, 0.5), "max": max(times)}
+            name: {"median": nearest_rank(times, 50), "max": max(times)}
             for name, times in sorted(recovery.items())
         },
-        "latency_p50_s": _percentile(run.latencies_s, 0.5),
-        "latency_p99_s": _percentile(run.latencies_s, 0.99),
+        "latency_p50_s": nearest_rank(run.latencies_s, 50),
+        "latency_p99_s": nearest_rank(run.latencies_s, 99),
         "elapsed_s": run.elapsed_s,
         "verdict": "holds" if not run.failures else "FAILS",
         "failures": run.failures[:50],

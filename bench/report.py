@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +20,14 @@ class Figure:
     unit: str
     target: str | None = None
     """What the issue asks for, e.g. ">= 100"; None where no target was set."""
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100) by nearest rank, in the values' own unit; NaN if none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
