@@ -238,12 +238,7 @@ class StatusConsumer:
             )
 
     def _commit_offsets(self) -> dict[int, int]:
-        """Each partition's next offset, held back at its oldest waiting event."""
-        offsets = dict(self._positions)
-        for waiting in self._waiting:
-            if waiting.partition in offsets:
-                offsets[waiting.partition] = min(offsets[waiting.partition], waiting.offset)
-        return offsets
+        return offsets_to_commit(self._positions, [(w.partition, w.offset) for w in self._waiting])
 
     async def _write_lag(self, lags: list[PartitionLag]) -> None:
         try:
@@ -297,6 +292,22 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def offsets_to_commit(
+    positions: Mapping[int, int], waiting: list[tuple[int, int]]
+) -> dict[int, int]:
+    """Each partition's next offset, held back at its oldest waiting event.
+
+    `positions` is the offset after the last record read per partition; `waiting` the
+    (partition, offset) of events not yet durably scheduled. Committing a waiting
+    event's own offset makes the partition's next owner read it again.
+    """
+    offsets = dict(positions)
+    for partition, offset in waiting:
+        if partition in offsets:
+            offsets[partition] = min(offsets[partition], offset)
+    return offsets
 
 
 def _is_record(message: Message) -> bool:
