@@ -53,6 +53,10 @@ def submit(
         bool | None,
         typer.Option("--vad-filter/--no-vad-filter", help="Transcribe only the speech VAD finds."),
     ] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option("--callback-url", help="POST a signed webhook here when each job ends."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for each job to end.")] = False,
     fmt: Annotated[
         str, typer.Option("--format", help="srt, vtt, txt, json or tsv (with --wait).")
@@ -77,6 +81,7 @@ def submit(
             "beam_size": None if beam_size is None else str(beam_size),
             "temperature": None if temperature is None else str(temperature),
             "vad_filter": None if vad_filter is None else str(vad_filter).lower(),
+            "callback_url": callback_url,
         }.items()
         if value is not None
     }

@@ -73,6 +73,10 @@ class NotifierProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+
     def wait_killed(self) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=30)

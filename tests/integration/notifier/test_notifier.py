@@ -14,11 +14,13 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from db.lag_queries import read_projector_lag
 from db.webhook_secrets import new_webhook_secret, rotate_webhook_secret
 from notifier.store import DeliveryRow, RedeliverRefusedError, job_deliveries, redeliver
+from ops.kafka.offsets import high_watermarks
 from schemas.events import JobStatus, JobStatusChanged, utc_now
 from tests.integration.notifier.conftest import FALLBACK_SECRET, Webhooks
 from tests.integration.notifier.events import ended, upstream_request
@@ -288,3 +290,60 @@ async def test_kill_9_between_send_and_record_gives_no_second_success(
     await _received(webhooks, "/ok/after-kill", 1)
     assert len(webhooks.receiver.of("/kill")) == 2
     assert json.loads(got[0].body) == json.loads(got[1].body)
+
+
+def _committed(hooks: Webhooks, partition: int) -> int:
+    """The notifier group's committed offset on one status partition."""
+    settings = hooks.settings
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": settings.notifier_group_id,
+        }
+    )
+    try:
+        (position,) = reader.committed([TopicPartition(settings.topic_status, partition)], 10)
+        return int(position.offset)
+    finally:
+        reader.close()
+
+
+async def test_an_end_waiting_for_its_request_survives_a_kill_9_of_the_notifier(
+    webhooks: Webhooks,
+) -> None:
+    # a job's end is on Kafka, its request not yet: the notifier holds it in memory
+    waiting_at = _end_of(webhooks, 2)
+    job_id = str(uuid.uuid4())
+    _send_status(webhooks, ended(job_id), 2)
+    # a later job's end on the same partition is called back: the notifier read past both
+    _submit(webhooks, "/ok/behind-the-waiting", partition=2)
+    await _received(webhooks, "/ok/behind-the-waiting", 1)
+    # commits go out one after another: once a job ended after that is committed on
+    # partition 3, every earlier commit is done, and partition 2's stayed at the waiting end
+    marker_at = _end_of(webhooks, 3)
+    _submit(webhooks, "/ok/marker", partition=3)
+
+    async def marker_committed() -> bool:
+        return _committed(webhooks, 3) == marker_at + 1
+
+    await eventually(marker_committed, within_s=60, what="the commit past the marker")
+    assert _committed(webhooks, 2) == waiting_at
+
+    webhooks.notifier.kill()
+    assert webhooks.notifier.wait_killed() == -9
+    webhooks.receiver.kill_pid = webhooks.notifier.start()
+    # the request arrives after the restart: the new notifier read the end again
+    request = upstream_request(job_id, webhooks.receiver.to("/ok/waited"), webhooks.key_id)
+    webhooks.events.send(webhooks.settings.topic_requests_normal, request)
+    webhooks.events.flush()
+    (got,) = await _received(webhooks, "/ok/waited", 1)
+    assert Webhook(webhooks.secret).verify(got.body, got.headers)["job_id"] == job_id
+
+
+def _end_of(hooks: Webhooks, partition: int) -> int:
+    """The offset the next record on a status partition will get."""
+    topic = hooks.settings.topic_status
+    ends = high_watermarks(hooks.settings.kafka_bootstrap_servers, [(topic, partition)])
+    end = ends[(topic, partition)]
+    assert end is not None, f"no end offset of {topic}[{partition}]"
+    return end
