@@ -35,6 +35,7 @@ from stream_workers.kafka_io import (
     KafkaUnavailableError,
 )
 from stream_workers.models.catalog import ModelCatalog
+from stream_workers.ordered_acks import Ack, OrderedAcks
 from stream_workers.pool import ModelPool
 from stream_workers.prefetch import Prefetch, Prefetcher
 from stream_workers.scheduler import SlotScheduler
@@ -43,8 +44,6 @@ from whisperstream.kafka_security import KafkaConnection
 from whisperstream.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Ack = Callable[[], Awaitable[object]]
 
 
 @dataclass
@@ -68,6 +67,7 @@ class WorkerService:
         self._jobs: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._waiting_retries: set[asyncio.Task[None]] = set()
+        self._acks = OrderedAcks()
         self._delayed = asyncio.Semaphore(tuning.max_delayed_retries)
         self._closers: list[Callable[[], Awaitable[None] | None]] = []
         self.batcher: WindowBatcher | None = None
@@ -240,8 +240,9 @@ class WorkerService:
 
         A retry not yet due waits in the background (it does not hold up the topic), and
         an undecodable value goes to the DLQ. `ack` runs only after the job's terminal
-        event was delivered.
+        event was delivered, and after every earlier message of its partition was acked.
         """
+        ack = self._acks.admitted(position, ack)
         raw = raw or b""
         try:
             request = self.codec.decode(raw, TranscriptionRequested)

@@ -288,9 +288,8 @@ def _wait_for_dead_letter(system: System, job_id: str, timeout_s: float = 60) ->
     raise AssertionError(f"no dead letter of job {job_id} after {timeout_s} s")
 
 
-def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
-    system: System, browser: Browser, page: Page, user: UserKey
-) -> None:
+def _failed_job(system: System, user: UserKey) -> dict[str, Any]:
+    """A job of `user` that failed for good (a model no worker has): its final view."""
     model = f"missing-{uuid.uuid4().hex[:6]}"
     with system.http(user.key) as client:
         accepted = client.post(
@@ -299,9 +298,16 @@ def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
             files={"file": ("jfk.flac", JFK_FLAC.read_bytes(), "audio/flac")},
         )
     assert accepted.status_code == 202, accepted.text
-    job_id = accepted.json()["job_id"]
-    failed = system.wait_for_job(job_id)
+    failed: dict[str, Any] = system.wait_for_job(accepted.json()["job_id"])
     assert failed["status"] == "failed"
+    return failed
+
+
+def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
+    system: System, browser: Browser, page: Page, user: UserKey
+) -> None:
+    failed = _failed_job(system, user)
+    job_id = failed["job_id"]
 
     page.goto(f"{system.api_url}/#/jobs/{job_id}")
     failure = page.locator("section.failure")
@@ -317,6 +323,28 @@ def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
         expect(letter).to_contain_text(failed["error"]["type"])
         error_id = letter.get_attribute("data-error-id")
         letter.get_by_role("button", name="Redrive").click()
+        expect(admin.locator(f"tr[data-error-id='{error_id}']")).to_have_count(0)
+    finally:
+        context.close()
+    with system.http() as client:
+        resolved = client.get("/admin/errors", params={"resolved": "true", "limit": 100}).json()
+    assert int(error_id or 0) in {e["id"] for e in resolved["items"]}
+
+
+def test_the_admin_resolves_a_dead_letter_from_the_page(
+    system: System, browser: Browser, user: UserKey
+) -> None:
+    job_id = _failed_job(system, user)["job_id"]
+    _wait_for_dead_letter(system, job_id)
+    context = _context(browser, system.admin_key)
+    try:
+        admin = context.new_page()
+        admin.goto(system.api_url + "/#/admin")
+        letter = admin.locator("table.errors tr", has=admin.locator(f"a[href='#/jobs/{job_id}']"))
+        error_id = letter.get_attribute("data-error-id")
+        letter.get_by_role("button", name="Resolve").click()
+        # resolved, not redriven: the page says which, and the row leaves the open list
+        expect(admin.locator("#announce")).to_have_text(f"Error {error_id} resolved")
         expect(admin.locator(f"tr[data-error-id='{error_id}']")).to_have_count(0)
     finally:
         context.close()
