@@ -4,10 +4,11 @@ Jobs run side by side and in cross-job batches, so a later request often ends be
 an earlier one of the same partition. faust commits from the offsets it was told are
 acked, and faust-streaming 0.15 gets one case wrong: when the committed offset N is
 still unacked and N+1 is acked, it commits N+2, past the running job at N (its check
-`min(acked) - committed > 1` is one off). A worker killed then loses that job: its
-successor starts after it. Handing faust the acks in order, so that what it has been
-told is always a run starting at the committed offset, keeps every commit behind the
-oldest job still running, whatever faust's own arithmetic.
+`min(acked) - committed > 1` is one off; faust-streaming issue #606, open). A worker
+killed then loses that job: its successor starts after it. Handing faust the acks in
+order, so that what it has been told is always a run starting at the committed
+offset, keeps every commit behind the oldest job still running, whatever faust's own
+arithmetic.
 """
 
 from __future__ import annotations
