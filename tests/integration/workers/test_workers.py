@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.resources
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from schemas.events import DeadLetter, JobStatus, Priority, WorkerHeartbeat
 from storage.keys import result_uri
@@ -381,3 +383,50 @@ def test_a_long_transcription_keeps_the_worker_in_its_group(
     ]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise([started, *during, ended])]
     assert max(gaps) < session_timeout_s, gaps
+
+
+def _committed(settings: Settings, partition: int) -> int:
+    """The workers' group's committed offset on a normal-requests partition (< 0: none)."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"whisperstream-workers.{settings.topic_requests_normal}",
+        }
+    )
+    try:
+        (position,) = reader.committed(
+            [TopicPartition(settings.topic_requests_normal, partition)], 10
+        )
+        return int(position.offset)
+    finally:
+        reader.close()
+
+
+def test_a_job_that_ends_first_commits_nothing_past_an_earlier_running_one(
+    running_stack: RunningStack, fresh_topics: Settings, bus: Bus, jfk_flac: Path, tmp_path: Path
+) -> None:
+    # on one partition: a long job at offset 0, then a short one that ends long before it
+    long_request = bus.prepare(repeat(jfk_flac, tmp_path / "long.flac", 40))  # 7.3 minutes
+    short_request = bus.prepare(jfk_flac)
+    bus.submit(long_request, partition=0)
+    bus.submit(short_request, partition=0)
+    bus.flush()
+    env = worker_env(running_stack, fresh_topics, SESSION_TIMEOUT_S="6")
+    with worker(env, tmp_path / "first.log") as first:
+        wait_for("the short job", lambda: bus.terminal(short_request.job_id), timeout=120)
+        assert bus.terminal(long_request.job_id) is None, "the long job was not long enough"
+        # faust commits every second: give it three chances to commit past offset 0
+        time.sleep(3)
+        assert _committed(fresh_topics, 0) <= 0
+        first.kill()
+        first.wait(10)
+    # the next worker starts at the long job, which therefore runs again and completes
+    with worker(env, tmp_path / "second.log"):
+        final = wait_for("the long job", lambda: bus.terminal(long_request.job_id), timeout=240)
+    assert final.status == JobStatus.COMPLETED, final
+    starts = [
+        e
+        for e in bus.statuses(long_request.job_id)
+        if e.status == JobStatus.PROCESSING and e.progress == 0
+    ]
+    assert len(starts) == 2, "the long job was not delivered again after the kill"
