@@ -150,8 +150,6 @@ async def test_cli_flags_land_in_the_event(api: Api, jfk_flac: Path) -> None:
         "--temperature",
         "0.6",
         "--vad-filter",
-        "--callback-url",
-        "https://hooks.example.com/transcripts?from=cli",
         "--api-url",
         url,
         "--api-key",
@@ -160,7 +158,6 @@ async def test_cli_flags_land_in_the_event(api: Api, jfk_flac: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     [event] = _requests(api)
     assert event.options == TranscriptionOptions(beam_size=4, temperature=0.6, vad_filter=True)
-    assert event.callback_url == "https://hooks.example.com/transcripts?from=cli"
 
 
 async def test_cli_refuses_an_out_of_range_flag_before_sending(api: Api, jfk_flac: Path) -> None:

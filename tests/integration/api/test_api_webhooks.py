@@ -3,14 +3,19 @@ admin), and the notifier's lag and backlog in /admin/health."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from notifier.store import NewDelivery, schedule
-from schemas.events import utc_now
+from schemas.events import TranscriptionRequested, utc_now
 from tests.integration.api.conftest import ENV_ADMIN_KEY, Api, read_topic, start_api
 from tests.integration.api.helpers import form, submit
 from whisperstream.settings import Settings
@@ -97,3 +102,34 @@ async def test_a_jobs_deliveries_are_shown_to_its_owner_and_admins_only(
     assert notifier["oldest_due"] is not None
     # no notifier has run against this database: its lag is unknown, not zero
     assert notifier["lag"]["total_lag"] is None
+
+
+async def test_submit_from_the_cli_carries_its_callback_url(
+    private_api: Api, jfk_flac: Path
+) -> None:
+    callback = "http://localhost:9/hook?from=cli"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "whisperstream.cli.main",
+            "submit",
+            str(jfk_flac),
+            "--callback-url",
+            callback,
+            "--api-url",
+            str(private_api.client.make_url("/")),
+            "--api-key",
+            private_api.user_key,
+        ],
+        env={**os.environ, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = read_topic(private_api.settings, private_api.settings.topic_requests_normal)
+    [request] = [e for e in events if isinstance(e, TranscriptionRequested)]
+    assert request.callback_url == callback
