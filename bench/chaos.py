@@ -42,7 +42,7 @@ from minio import Minio
 
 from bench.chaos_receiver import ChaosReceiver
 from bench.job_verdict import check_jobs as check_each_job
-from bench.job_verdict import psycopg_url, rebuild_differences
+from bench.job_verdict import psycopg_url, rebuild_differences, wait_projected
 from bench.report import nearest_rank
 from bench.run_report import finish_run
 from bench.submitting import Submission, make_clips, submission_failures, submit_until_accepted
@@ -400,6 +400,7 @@ def check_services(system: System, run: ChaosRun) -> None:
 def verdict(system: System, run: ChaosRun) -> None:
     """Append to `run.failures` every promise that did not hold."""
     expected = {s.job_id for s in run.submissions if s.job_id} | set(run.upstream)
+    wait_projected(system.database_url, expected, timeout=60)
     check_clients(run)
     jobs = check_jobs(system, run, expected)
     record_latencies(system, run, expected)

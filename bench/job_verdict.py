@@ -42,6 +42,25 @@ def projected_tables(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
         return {table: all_rows(cursor, query) for table, query in PROJECTED.items()}
 
 
+def wait_projected(database_url: str, expected: set[str], timeout: float = 120) -> None:
+    """Until the projection shows every job completed with its result: the callbacks come
+    from the notifier, which reads the status topic beside the projectors, not after them,
+    so the last callbacks can arrive before their jobs are folded in."""
+    query = (
+        "SELECT count(*) FROM transcription_jobs j JOIN transcription_results r "
+        "ON r.job_id = j.id WHERE j.status = 'completed' AND j.id::text = ANY(%s)"
+    )
+
+    def caught_up() -> bool | None:
+        with psycopg.connect(database_url) as connection:
+            row = connection.execute(query, (sorted(expected),)).fetchone()
+        return True if row is not None and row[0] >= len(expected) else None
+
+    # past the timeout the verdict names the jobs the projection is missing
+    with contextlib.suppress(AssertionError):
+        wait_until("the projection", caught_up, timeout)
+
+
 @dataclass(frozen=True)
 class StatusEvent:
     job_id: str

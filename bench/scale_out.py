@@ -45,7 +45,13 @@ import psycopg
 from confluent_kafka.admin import AdminClient
 
 from bench.chaos_receiver import ChaosReceiver
-from bench.job_verdict import StatusEvent, check_jobs, psycopg_url, rebuild_differences
+from bench.job_verdict import (
+    StatusEvent,
+    check_jobs,
+    psycopg_url,
+    rebuild_differences,
+    wait_projected,
+)
 from bench.job_verdict import status_events as read_status_events
 from bench.run_report import finish_run
 from bench.submitting import Submission, make_clips, submission_failures, submit_until_accepted
@@ -454,26 +460,9 @@ def check_processes(fleet: Fleet, run: ScaleOutRun) -> None:
             run.failures.append(f"{name} died:\n{fleet.log(name)[-2000:]}")
 
 
-def wait_projected(fleet: Fleet, expected: set[str], timeout: float = 120) -> None:
-    """Until the projection shows every job completed with its result: the callbacks come
-    from the notifier, which reads the status topic beside the projectors, not after them."""
-    query = (
-        "SELECT count(*) FROM transcription_jobs j JOIN transcription_results r "
-        "ON r.job_id = j.id WHERE j.status = 'completed'"
-    )
-
-    def caught_up() -> bool | None:
-        with psycopg.connect(fleet.database_url) as connection:
-            row = connection.execute(query).fetchone()
-        return True if row is not None and row[0] >= len(expected) else None
-
-    with contextlib.suppress(AssertionError):
-        wait_until("the projection", caught_up, timeout)
-
-
 def verdict(fleet: Fleet, run: ScaleOutRun, receiver: ChaosReceiver, worker: str) -> None:
     expected = {s.job_id for s in run.submissions if s.job_id is not None}
-    wait_projected(fleet, expected)
+    wait_projected(fleet.database_url, expected)
     run.failures += submission_failures(run.submissions)
     bootstrap = fleet.bootstrap
     seen = check_jobs(fleet.database_url, bootstrap, receiver, expected)
