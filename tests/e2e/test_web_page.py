@@ -303,6 +303,12 @@ def _failed_job(system: System, user: UserKey) -> dict[str, Any]:
     return failed
 
 
+def _resolved_error_ids(system: System) -> set[int]:
+    with system.http() as client:
+        page = client.get("/admin/errors", params={"resolved": "true", "limit": 100}).json()
+    return {entry["id"] for entry in page["items"]}
+
+
 def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
     system: System, browser: Browser, page: Page, user: UserKey
 ) -> None:
@@ -326,9 +332,7 @@ def test_a_failed_job_shows_its_error_and_the_admin_redrives_its_dead_letter(
         expect(admin.locator(f"tr[data-error-id='{error_id}']")).to_have_count(0)
     finally:
         context.close()
-    with system.http() as client:
-        resolved = client.get("/admin/errors", params={"resolved": "true", "limit": 100}).json()
-    assert int(error_id or 0) in {e["id"] for e in resolved["items"]}
+    assert int(error_id or 0) in _resolved_error_ids(system)
 
 
 def test_the_admin_resolves_a_dead_letter_from_the_page(
@@ -348,9 +352,7 @@ def test_the_admin_resolves_a_dead_letter_from_the_page(
         expect(admin.locator(f"tr[data-error-id='{error_id}']")).to_have_count(0)
     finally:
         context.close()
-    with system.http() as client:
-        resolved = client.get("/admin/errors", params={"resolved": "true", "limit": 100}).json()
-    assert int(error_id or 0) in {e["id"] for e in resolved["items"]}
+    assert int(error_id or 0) in _resolved_error_ids(system)
 
 
 def _live_worker_that_has_used_its_pool(system: System, timeout_s: float = 60) -> Any:
