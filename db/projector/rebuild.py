@@ -11,8 +11,10 @@ live projection share every line of the fold and the store.  Three phases:
 3. **Swap**, one transaction: lock the live tables in ``EXCLUSIVE`` mode (readers go on
    reading the live rows; the live projector's next batch waits), fold into the shadow
    whatever the live projector had folded and the shadow had not (its *tail*), carry
-   over ``error_logs.resolved``, then upgrade to ``ACCESS EXCLUSIVE`` for the few
-   ``ALTER TABLE ... SET SCHEMA`` statements, the only moment when reads wait.
+   over ``error_logs.resolved`` and the pending rows the API has just written for its
+   new jobs (read-your-writes, ahead of the projector), then upgrade to
+   ``ACCESS EXCLUSIVE`` for the few ``ALTER TABLE ... SET SCHEMA`` statements, the only
+   moment when reads wait.
 
 Why the live projector needs no signal: after the tail, the shadow's stored offsets are
 at or past the live ones in every partition.  Each projector's batches follow on from
@@ -42,9 +44,21 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table, cast, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    MetaData,
+    Table,
+    cast,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -66,6 +80,7 @@ from db.projector.decoding import to_record
 from db.projector.reader import EndReader
 from db.projector.retry import sqlstate
 from schemas.codec import EventCodec
+from schemas.events import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +92,8 @@ PROJECTION_TABLES = (jobs_table, results_table, error_logs_table, projector_offs
 LOCK_ORDER = (projector_offsets_table, jobs_table, results_table, error_logs_table)
 """The order a projector batch takes its locks in, so the swap's lock cannot deadlock it."""
 
+REFLECTED_ROWS_MAX_AGE = timedelta(hours=1)
+"""How old a pending row only the live table has may be and still be carried over."""
 CATCH_UP_PASSES = 5
 SWAP_ATTEMPTS = 5
 WRITE_LOCK_TIMEOUT = "30s"
@@ -306,9 +323,11 @@ async def _lock_live(connection: AsyncConnection, mode: str, wait_at_most: str) 
 
 
 async def _prepare_swap(connection: AsyncConnection) -> tuple[int, int]:
-    """Everything that can be done while readers still read: the error rows carried
-    over, the counts taken; (jobs, error rows) of the shadow."""
-    await _carry_error_rows(connection, await _live_schema(connection))
+    """Everything that can be done while readers still read: the error rows and the
+    API's newest job rows carried over, the counts taken; (jobs, error rows) of the shadow."""
+    live_schema = await _live_schema(connection)
+    await _carry_error_rows(connection, live_schema)
+    await _carry_reflected_jobs(connection, live_schema)
     await connection.execute(DropSchema(RETIRED_SCHEMA, cascade=True, if_exists=True))
     await connection.execute(CreateSchema(RETIRED_SCHEMA))
     async with _in_shadow(connection) as shadow:
@@ -360,6 +379,29 @@ async def _carry_error_rows(connection: AsyncConnection, live_schema: str) -> No
     )
     await connection.execute(update(shadow).values(id=-shadow.c.id))
     await _set_above(connection, shadow_sequence, shadow)
+
+
+async def _carry_reflected_jobs(connection: AsyncConnection, live_schema: str) -> None:
+    """Copy into the shadow the pending rows the API wrote for the jobs it just accepted
+    (read-your-writes) and the live projector has not folded yet.
+
+    The tail follows the projector's offsets, so it lacks them, and without them a job
+    just answered 202 would vanish from reads until the projector folds its request
+    after the swap. Its request is in Kafka (the API writes the row only after the
+    broker's ack), and folding it onto the copied row changes nothing. Only recent
+    rows: an old row that no topic holds any more (retention) is one a rebuild drops.
+    """
+    shadow = _in_schema(jobs_table, REBUILD_SCHEMA)
+    live = _in_schema(jobs_table, live_schema)
+    newest = (
+        select(live)
+        .where(live.c.status == JobStatus.PENDING.value)
+        .where(live.c.created_at > func.now() - REFLECTED_ROWS_MAX_AGE)
+        .where(~exists().where(shadow.c.id == live.c.id))
+    )
+    await connection.execute(
+        insert(shadow).from_select([column.name for column in live.columns], newest)
+    )
 
 
 async def _set_above(

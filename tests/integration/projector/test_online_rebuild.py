@@ -16,13 +16,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
+from db.api_support import insert_new_job
 from db.errors import RebuildRunningError
 from db.models import error_logs_table, jobs_table, projector_offsets_table, results_table
 from db.projector import operations
 from db.projector.config import ProjectorConfig
 from db.projector.rebuild import REBUILD_LOCK_KEY, build_shadow, rebuild, swap_in
 from schemas.codec import EventCodec
-from schemas.events import JobStatus
+from schemas.events import JobStatus, utc_now
 from tests.integration.projector.helpers import (
     EventProducer,
     StartProjector,
@@ -289,3 +290,25 @@ async def test_a_long_read_makes_the_swap_roll_back_and_try_again(
         swap = await swapping
     assert swap.jobs == 3
     assert await table_rows(engine) == expected
+
+
+async def test_a_job_the_api_just_wrote_survives_the_swap_and_an_old_stray_row_does_not(
+    fresh_topics: Settings, engine: AsyncEngine, producer: EventProducer, codec: EventCodec
+) -> None:
+    flow = Flow(producer, fresh_topics)
+    flow.produce(3)
+    config = projector_config(fresh_topics)
+    # the API's read-your-writes row of a job it has just accepted: its request is on its
+    # way to the topic (not produced here, as if the projector had not got to it yet)
+    just_accepted = uuid.uuid4()
+    assert await insert_new_job(engine, request(just_accepted, occurred_at=utc_now()))
+    # a row no topic holds and nobody has touched for long (its events left by retention)
+    stray = uuid.uuid4()
+    assert await insert_new_job(engine, request(stray, occurred_at=at(0)))
+
+    await rebuild(config, engine, codec)
+
+    rows = {row["id"]: row["status"] for row in (await table_rows(engine))["jobs"]}
+    assert rows.get(just_accepted) == JobStatus.PENDING.value
+    assert stray not in rows
+    assert set(flow.jobs) <= set(rows)
