@@ -52,3 +52,13 @@ def records_to_end(
         return found
     finally:
         consumer.close()
+
+
+def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int:
+    """`group`'s committed offset on one partition (negative: nothing committed)."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        (position,) = reader.committed([TopicPartition(topic, partition)], 10)
+        return int(position.offset)
+    finally:
+        reader.close()

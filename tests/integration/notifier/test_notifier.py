@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from db.lag_queries import read_projector_lag
@@ -26,6 +25,7 @@ from tests.integration.notifier.conftest import FALLBACK_SECRET, Webhooks
 from tests.integration.notifier.events import ended, upstream_request
 from tests.integration.notifier.receiver import Received, Receiver
 from tests.integration.projector.helpers import eventually
+from tests.support.kafka_read import committed_offset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -295,17 +295,12 @@ async def test_kill_9_between_send_and_record_gives_no_second_success(
 def _committed(hooks: Webhooks, partition: int) -> int:
     """The notifier group's committed offset on one status partition."""
     settings = hooks.settings
-    reader = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": settings.notifier_group_id,
-        }
+    return committed_offset(
+        settings.kafka_bootstrap_servers,
+        settings.notifier_group_id,
+        settings.topic_status,
+        partition,
     )
-    try:
-        (position,) = reader.committed([TopicPartition(settings.topic_status, partition)], 10)
-        return int(position.offset)
-    finally:
-        reader.close()
 
 
 async def test_an_end_waiting_for_its_request_survives_a_kill_9_of_the_notifier(

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from schemas.events import DeadLetter, JobStatus, Priority, WorkerHeartbeat
 from storage.keys import result_uri
@@ -26,6 +25,7 @@ from tests.integration.workers.harness import (
     worker_env,
 )
 from tests.support.audio import repeat
+from tests.support.kafka_read import committed_offset
 from tests.support.stack import RunningStack
 from whisperstream.settings import Settings
 
@@ -387,19 +387,10 @@ def test_a_long_transcription_keeps_the_worker_in_its_group(
 
 def _committed(settings: Settings, partition: int) -> int:
     """The workers' group's committed offset on a normal-requests partition (< 0: none)."""
-    reader = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"whisperstream-workers.{settings.topic_requests_normal}",
-        }
+    group = f"whisperstream-workers.{settings.topic_requests_normal}"
+    return committed_offset(
+        settings.kafka_bootstrap_servers, group, settings.topic_requests_normal, partition
     )
-    try:
-        (position,) = reader.committed(
-            [TopicPartition(settings.topic_requests_normal, partition)], 10
-        )
-        return int(position.offset)
-    finally:
-        reader.close()
 
 
 def test_a_job_that_ends_first_commits_nothing_past_an_earlier_running_one(
